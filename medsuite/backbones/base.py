@@ -1,0 +1,65 @@
+"""The encoder contract and the registry behind ``make_encoder``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from medsuite.errors import MedsuiteError
+
+
+class EncoderSpec(BaseModel):
+    """The part of a pipeline config that chooses and shapes its encoder."""
+
+    model_config = ConfigDict(extra="allow")  # kinds add their own options (time steps, ...)
+
+    kind: str = Field("cnn", description="cnn | snn | hebbian")
+    spatial_dims: int = 3
+    in_channels: int = 1
+    channels: Sequence[int] = (16, 32, 64, 128)
+    strides: Sequence[int | Sequence[int]] = (1, 2, 2, 2)
+    norm: str = "instance"
+    dropout: float = 0.0
+
+
+class Encoder(nn.Module):
+    """Base class: ``forward(x) -> list of stage outputs`` (finest first) with known channel counts."""
+
+    out_channels: list[int]
+    strides: list[int | Sequence[int]]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+BACKBONES: dict[str, Callable[[EncoderSpec], Encoder]] = {}
+
+# Kinds whose module registers itself on import; imported lazily so optional extras stay optional.
+_LAZY_KINDS = {"snn": "medsuite.backbones.snn", "hebbian": "medsuite.backbones.hebbian"}
+
+
+def register_backbone(kind: str) -> Callable[[Callable[[EncoderSpec], Encoder]], Callable[[EncoderSpec], Encoder]]:
+    def decorate(factory: Callable[[EncoderSpec], Encoder]) -> Callable[[EncoderSpec], Encoder]:
+        BACKBONES[kind] = factory
+        return factory
+
+    return decorate
+
+
+def make_encoder(spec: EncoderSpec | dict | None = None, **overrides) -> Encoder:
+    """Build an encoder from a spec (or a dict, or keyword arguments)."""
+    data = spec.model_dump() if isinstance(spec, EncoderSpec) else dict(spec or {})
+    data.update(overrides)
+    spec = EncoderSpec.model_validate(data)
+    if spec.kind not in BACKBONES and spec.kind in _LAZY_KINDS:
+        try:
+            importlib.import_module(_LAZY_KINDS[spec.kind])
+        except ImportError as exc:
+            raise MedsuiteError("backbone", f"kind {spec.kind!r} needs an optional package ({exc.name})", 'install it with pip install -e ".[snn]"') from exc
+    if spec.kind not in BACKBONES:
+        raise MedsuiteError("backbone", f"unknown kind {spec.kind!r}", f"use one of: {', '.join(sorted({*BACKBONES, *_LAZY_KINDS}))}")
+    return BACKBONES[spec.kind](spec)

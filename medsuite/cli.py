@@ -1,0 +1,91 @@
+"""The ``medsuite`` command line: thin typer front over the library; one error line, never a traceback."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from types import ModuleType
+
+import click
+import typer
+from rich.console import Console
+
+from medsuite import __version__, commands
+from medsuite.errors import EXIT_CASE_FAILED, EXIT_USAGE, MedsuiteError
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": os.environ.get("MEDSUITE_DEBUG") == "1"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medsuite {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="medsuite",
+    help="Medical imaging suite: pathological registration, segmentation, cardiac pretext pretraining, concept-based classification.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks of errors."),
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+
+
+def _command_modules() -> list[ModuleType]:
+    modules = [importlib.import_module(f"{commands.__name__}.{info.name}") for info in pkgutil.iter_modules(commands.__path__)]
+    rank = {name: i for i, name in enumerate(commands.HELP_ORDER)}
+    return sorted(modules, key=lambda m: rank.get(m.__name__.rsplit(".", 1)[-1], len(rank)))
+
+
+def _build() -> typer.Typer:
+    for module in _command_modules():
+        if hasattr(module, "register"):
+            module.register(app)
+    for group, name in ((commands.train_app, "train"), (commands.evaluate_app, "evaluate")):
+        if group.registered_commands:
+            app.add_typer(group, name=name)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: maps MedsuiteError to one line and exit 2 (or its own code), anything else to exit 1."""
+    command = typer.main.get_command(_build())
+    args = sys.argv[1:] if argv is None else argv
+    _state["debug"] = _state["debug"] or "--debug" in args
+    try:
+        code = command.main(args=args, prog_name="medsuite", standalone_mode=False)
+    except MedsuiteError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"error: {exc.line()}", markup=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("error: aborted", markup=False)
+        sys.exit(EXIT_CASE_FAILED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except KeyboardInterrupt:
+        err_console.print("error: interrupted; rerun (batch commands resume with --continue)", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line unless --debug
+        if _state["debug"]:
+            raise
+        err_console.print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", markup=False)
+        sys.exit(EXIT_CASE_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The shared MONAI data layer: data cards, transforms, datasets, embedded samples."""

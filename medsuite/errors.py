@@ -1,0 +1,25 @@
+"""User-facing errors: one line that names the file, what is wrong, and how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Exit codes shared by every command (see DESIGN.md).
+EXIT_OK = 0
+EXIT_CASE_FAILED = 1
+EXIT_USAGE = 2
+
+
+class MedsuiteError(Exception):
+    """An error the user can cause and fix; the CLI prints it as one line, never a traceback."""
+
+    def __init__(self, source: str | Path | None, problem: str, fix: str, exit_code: int = EXIT_USAGE):
+        self.source = str(source) if source is not None else None
+        self.problem = problem
+        self.fix = fix
+        self.exit_code = exit_code
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.problem}; {self.fix}"
