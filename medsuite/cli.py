@@ -8,12 +8,11 @@ import pkgutil
 import sys
 from types import ModuleType
 
-import click
 import typer
 from rich.console import Console
 
 from medsuite import __version__, commands
-from medsuite.errors import EXIT_CASE_FAILED, EXIT_USAGE, MedsuiteError
+from medsuite.errors import EXIT_CASE_FAILED, MedsuiteError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": os.environ.get("MEDSUITE_DEBUG") == "1"}
@@ -59,32 +58,22 @@ def _build() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: maps MedsuiteError to one line and exit 2 (or its own code), anything else to exit 1."""
-    command = typer.main.get_command(_build())
+    """Entry point: typer/click handle usage errors (exit 2); MedsuiteError becomes one line and its
+    exit code; anything else (a bug of ours) one line and exit 1, the traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = _state["debug"] or "--debug" in args
     try:
-        code = command.main(args=args, prog_name="medsuite", standalone_mode=False)
+        _build()(args=args, prog_name="medsuite")
     except MedsuiteError as exc:
         if _state["debug"]:
             raise
         err_console.print(f"error: {exc.line()}", markup=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("error: aborted", markup=False)
-        sys.exit(EXIT_CASE_FAILED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
-    except KeyboardInterrupt:
-        err_console.print("error: interrupted; rerun (batch commands resume with --continue)", markup=False)
-        sys.exit(130)
-    except Exception as exc:  # a bug of ours: still one line unless --debug
+    except Exception as exc:
         if _state["debug"]:
             raise
         err_console.print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", markup=False)
         sys.exit(EXIT_CASE_FAILED)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

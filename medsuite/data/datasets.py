@@ -174,6 +174,7 @@ def make_dataset(
     cache: bool = False,
     with_label: bool = True,
     pixdim: Sequence[float] | None = None,
+    orientation: str | None = "RAS",
     limit: int | None = None,
 ) -> Dataset:
     """A MONAI (Cache)Dataset of one split (or every case when ``split`` is None)."""
@@ -181,7 +182,7 @@ def make_dataset(
     chosen = records if split is None else split_records(card, records)[split]
     if limit is not None:
         chosen = chosen[:limit]
-    transform = transform or load_transforms(card, with_label=with_label, pixdim=pixdim)
+    transform = transform or load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
     if cache:
         return CacheDataset(chosen, transform=transform, num_workers=0, progress=False)
     return Dataset(chosen, transform=transform)

@@ -53,7 +53,7 @@ class LoadH5Volumed(MapTransform):
                     array = np.asarray(handle[self.h5_keys.get(str(key), str(key))])
                     volume = np.transpose(array, (1, 2, 0))[None]  # (S,H,W) -> (1,H,W,S)
                     dtype = torch.float32 if key == IMAGE else torch.int64
-                    meta = {"filename_or_obj": str(path), "index_space_only": True, "affine": torch.as_tensor(self.affine)}
+                    meta = {"filename_or_obj": str(path), "index_space_only": True}
                     d[key] = MetaTensor(torch.as_tensor(volume, dtype=dtype), affine=torch.as_tensor(self.affine), meta=meta)
         except (OSError, KeyError) as exc:
             raise MedsuiteError(path, f"cannot read HDF5 volume ({exc})", "check the file is an ACDC-style HDF5 with the card's keys") from exc
@@ -76,8 +76,13 @@ def load_transforms(
     with_label: bool = True,
     pixdim: Sequence[float] | None = None,
     normalise: bool = True,
+    orientation: str | None = "RAS",
 ) -> Compose:
-    """Load -> channel first -> RAS orientation -> optional resampling -> intensity normalisation."""
+    """Load -> channel first -> orientation -> optional resampling -> intensity normalisation.
+
+    ``orientation=None`` keeps the acquisition's axes: a short-axis stack must stay a stack of slices
+    along its last axis for 2D work, which reorienting an oblique stack to RAS would scramble.
+    """
     keys = [IMAGE, LABEL] if with_label and card.label_map else [IMAGE]
     steps: list[MapTransform] = []
     if card.layout.kind == "acdc_h5":
@@ -85,7 +90,8 @@ def load_transforms(
     else:
         steps += [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
     if not card.geometry.index_space_only:
-        steps.append(Orientationd(keys, axcodes="RAS", labels=None))
+        if orientation is not None:
+            steps.append(Orientationd(keys, axcodes=orientation, labels=None))
         if pixdim is not None:
             modes = ["bilinear", "nearest"][: len(keys)]
             steps.append(Spacingd(keys, pixdim=pixdim, mode=modes))

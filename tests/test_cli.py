@@ -1,0 +1,50 @@
+"""The CLI skeleton: version, help, one-line errors with exit 2, --debug tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import REPO_ROOT
+
+
+def run_cli(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medsuite.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_version_and_help():
+    from medsuite import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"medsuite {__version__}"
+    help_text = run_cli("--help").stdout
+    for command in ("demo", "cards"):
+        assert command in help_text
+    assert "--install-completion" in help_text
+
+
+def test_user_errors_are_one_line_exit_2_without_traceback(tmp_path):
+    result = run_cli("cards", "show", "no_such_card")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no_such_card: no such data card;") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    result = run_cli("cards", "validate", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "no such card file or folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("--debug", "cards", "show", "no_such_card")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error():
+    result = run_cli("cards", "validate", "--no-such-option")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_demo_writes_a_report_of_its_parts(tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--only", "none_such")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["kind"] == "demo" and report["versions"]["medsuite"] and report["parts"] == {}
