@@ -1,0 +1,111 @@
+"""Concept explanation: predicted class, probabilities, concept contributions, images, intervention."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # viewer_ui, also under AppTest
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+import viewer_ui as ui  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from medsuite.errors import MedsuiteError  # noqa: E402
+from medsuite.viewer.slicing import PLANES  # noqa: E402
+from medsuite.viewer.views import render_view  # noqa: E402
+from medsuite.viewer.windowing import auto_window  # noqa: E402
+
+try:  # the concepts pipeline's bottleneck recomputation; the page still explains without it
+    from medsuite.concepts import intervene
+except ImportError:
+    try:
+        from medsuite.concepts.explain import intervene
+    except ImportError:
+        intervene = None
+
+AS_MODEL = "as the model says"
+CHOICES = (AS_MODEL, "present", "absent", "custom score")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+root = ui.setup("Concept explanation")
+result = ui.pick_result("classify", root)
+if result is None:
+    st.stop()
+cases = {name: entry for name, entry in (result.report.get("cases") or {}).items() if entry.get("prediction")}
+if not cases:
+    st.warning(f"{result.path}/report.json lists no classified case")
+    st.stop()
+case = st.sidebar.selectbox("Case", sorted(cases), key="concept_case")
+try:
+    prediction_path = result.file(cases[case]["prediction"])
+    prediction = json.loads(prediction_path.read_text())
+    concepts = prediction["concepts"]
+except (MedsuiteError, OSError, json.JSONDecodeError, KeyError) as exc:
+    st.error(exc.line() if isinstance(exc, MedsuiteError) else f"{case}: cannot read its prediction.json ({exc}); rerun classify")
+    st.stop()
+
+# Intervention controls first, so the prediction shown below is already the corrected one.
+corrections: dict[str, float | str] = {}
+with st.sidebar.expander("Intervene on concepts", expanded=True):
+    if intervene is None:
+        st.info("Intervention needs medsuite.concepts (not installed in this build).")
+    else:
+        st.caption("Set a concept the way you read it; the prediction is recomputed from the concept bottleneck.")
+        for k, concept in enumerate(concepts):
+            label = concept["name"].replace(":", "\\:")  # "FUNDUS:orange pigment" is not a colour directive
+            choice = st.selectbox(f"{label} (score {concept['score']:+.2f})", CHOICES, key=f"concept_set_{case}_{k}")
+            if choice == "custom score":
+                corrections[concept["name"]] = float(st.number_input("score", value=float(concept["score"]), step=0.1, key=f"concept_value_{case}_{k}"))
+            elif choice != AS_MODEL:
+                corrections[concept["name"]] = choice
+shown = prediction
+if corrections:
+    try:
+        shown = intervene(prediction, corrections)
+    except MedsuiteError as exc:
+        st.error(exc.line())
+
+winner = shown["predicted_class"]
+cols = st.columns(3)
+cols[0].metric("Predicted class", winner, delta=None if winner == prediction["predicted_class"] else f"was {prediction['predicted_class']}", delta_color="off")
+cols[1].metric(f"P({winner})", f"{shown['probabilities'][winner]:.3f}", delta=f"{shown['probabilities'][winner] - prediction['probabilities'][winner]:+.3f}" if corrections else None)
+cols[2].metric("Modalities used", ", ".join(shown.get("modalities_used", [])) or "n/a")
+if corrections:
+    st.info("After your intervention: " + "; ".join(f"{name} → {value}" for name, value in corrections.items()))
+
+left, right = st.columns(2)
+left.subheader("Class probabilities")
+left.bar_chart({"class": list(shown["probabilities"]), "probability": list(shown["probabilities"].values())}, x="class", y="probability", horizontal=True)
+right.subheader(f"Concept contributions to “{winner}”")
+ranked = sorted(shown["concepts"], key=lambda c: -abs(c["contributions"][winner]))
+right.bar_chart({"concept": [c["name"] for c in ranked], "contribution": [c["contributions"][winner] for c in ranked]}, x="concept", y="contribution", horizontal=True, sort=False)
+st.dataframe(
+    [{"concept": c["name"], "modality": c.get("modality", ""), "score": c["score"], **{f"→ {cls}": c["contributions"][cls] for cls in shown["classes"]}} for c in ranked],
+    hide_index=True,
+)
+
+st.subheader("Images")
+images = prediction.get("images") or {}
+for modality, paths in images.items():
+    st.markdown(f"**{modality}**")
+    cols = st.columns(min(4, max(1, len(paths))))
+    for n, item in enumerate(paths):
+        path = Path(item) if Path(item).is_absolute() else prediction_path.parent / item
+        with cols[n % len(cols)]:
+            try:
+                if path.suffix.lower() in PICTURE_SUFFIXES:
+                    ui.show_image(np.asarray(Image.open(path).convert("RGB")), path.name)
+                else:
+                    vol = ui.load(path)
+                    middle = tuple(s // 2 for s in vol.array.shape[:3])
+                    ui.show_image(render_view(vol.array, vol.spacing, PLANES[0], middle, *auto_window(vol.array), crosshair=False), path.name)
+            except (MedsuiteError, OSError) as exc:
+                st.warning(f"{path.name}: cannot show ({exc})")
+
+st.subheader("Downloads")
+if corrections:
+    st.download_button("Corrected prediction (JSON)", json.dumps(shown, indent=2), file_name=f"{case}_intervened.json", mime="application/json", key="concept_dl_pred")
+ui.review_form(root, result, case, prediction_path, "concept")

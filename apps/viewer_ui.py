@@ -1,0 +1,243 @@
+"""Streamlit glue shared by the review station's pages: cached loading, crosshair, review form.
+
+Pictures are computed by ``medsuite.viewer`` (pure, tested); this module only lays them out and
+keeps state. Volumes are cached as resources (no copy per rerun), so moving a slider re-slices only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import partial
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from medsuite.errors import MedsuiteError
+from medsuite.io import Volume, read_image
+from medsuite.viewer.compare import to_png
+from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
+from medsuite.viewer.overlay import label_volumes_ml
+from medsuite.viewer.results import RESULTS_ENV, ResultFolder, find_results, model_version, of_kind, read_result, safe_path
+from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
+from medsuite.viewer.slicing import PLANES, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
+from medsuite.viewer.views import load_canonical, render_view
+from medsuite.viewer.windowing import PRESET_NAMES, window_for
+
+AXIS_NAMES = ("x voxel (patient left → right)", "y voxel (posterior → anterior)", "z voxel (inferior → superior)")
+DARK_CSS = "<style>[data-testid='stImage'] img, .stImageCoordinates {background:#000;}</style>"
+
+
+def setup(title: str) -> Path:
+    st.set_page_config(page_title=f"medsuite · {title}", layout="wide", initial_sidebar_state="expanded")
+    st.markdown(DARK_CSS, unsafe_allow_html=True)
+    st.title(title)
+    return results_dir()
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get(RESULTS_ENV, os.getcwd())).resolve()
+
+
+def _stamp(path: Path) -> float:
+    """Modification time: part of the cache key, so a rewritten file is reloaded."""
+    return path.stat().st_mtime
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading volume…")
+def _load(path: str, stamp: float) -> Volume:
+    vol = load_canonical(path)
+    if np.issubdtype(vol.array.dtype, np.floating) and vol.array.dtype != np.float32:
+        vol = vol.with_array(vol.array.astype(np.float32))
+    return vol
+
+
+def load(path: Path) -> Volume:
+    return _load(str(path), _stamp(path))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _window(path: str, stamp: float, preset: str) -> tuple[float, float]:
+    return window_for(preset, _load(path, stamp).array)
+
+
+def window(path: Path, preset: str) -> tuple[float, float]:
+    return _window(str(path), _stamp(path), preset)
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def _results(root: str) -> list[ResultFolder]:
+    return find_results(root)
+
+
+def pick_result(kind: str, root: Path) -> ResultFolder | None:
+    """Sidebar choice among the result folders of one kind (a typed path is checked against RESULTS_DIR)."""
+    results = of_kind(_results(str(root)), kind)
+    typed = st.sidebar.text_input("Open a folder (path inside the results folder)", key=f"{kind}_typed")
+    if typed:
+        try:
+            chosen = read_result(safe_path(root, typed))
+            if chosen.kind != kind:
+                raise MedsuiteError(typed, f"is a {chosen.kind} result", f"open it on the {chosen.kind} page")
+            return chosen
+        except MedsuiteError as exc:
+            st.error(exc.line())
+            return None
+    if not results:
+        st.info(f"No `{kind}` result under {root}. Run `medsuite {kind} …` or `medsuite demo`, then reload.")
+        return None
+    labels = [str(r.path.relative_to(root)) if root in r.path.parents else str(r.path) for r in results]
+    index = st.sidebar.selectbox(f"{kind.capitalize()} result", range(len(results)), format_func=lambda i: labels[i], key=f"{kind}_result")
+    return results[index]
+
+
+def window_controls(key: str) -> str:
+    return st.sidebar.selectbox("Window / level", PRESET_NAMES, key=f"{key}_preset", help="CT presets in HU; Auto spans the 1st–99th percentile (MR).")
+
+
+def crosshair_controls(key: str, vol: Volume) -> tuple[int, int, int]:
+    """Three sliders (one per canonical axis) that also follow clicks on the images."""
+    shape = vol.array.shape[:3]
+    pending = st.session_state.pop(f"{key}_pending", None)
+    for axis in range(3):
+        slider_key = f"{key}_ax{axis}"
+        if pending is not None:
+            st.session_state[slider_key] = int(pending[axis])
+        elif slider_key not in st.session_state or st.session_state[slider_key] >= shape[axis]:
+            st.session_state[slider_key] = shape[axis] // 2
+    cols = st.columns(3)
+    voxel = tuple(int(cols[a].slider(AXIS_NAMES[a], 0, shape[a] - 1, key=f"{key}_ax{a}")) for a in range(3))
+    return voxel  # type: ignore[return-value]
+
+
+def crosshair_caption(vol: Volume, voxel: tuple[int, int, int], unit: str = "") -> str:
+    cross = crosshair_at(vol, voxel)
+    x, y, z = cross.world_mm
+    return f"voxel {cross.voxel} · world (RAS) {x:.1f}, {y:.1f}, {z:.1f} mm · value {cross.value:.4g}{unit}"
+
+
+def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict[str, Any] | None:
+    """Show a PNG; with a key, clicks are reported (streamlit-image-coordinates) as {'x','y'}."""
+    if key is None:
+        st.image(to_png(rgb), caption=caption, output_format="PNG", width="stretch")  # encoded once, lightly
+        return None
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    st.caption(caption)
+    return streamlit_image_coordinates(Image.fromarray(rgb), key=key, png_compression_level=1, use_column_width="always")
+
+
+def tri_planar(key: str, vol: Volume, voxel: tuple[int, int, int], level: float, width: float, *, labels: np.ndarray | None = None, opacity: float = 0.4, outline: bool = False) -> list[np.ndarray]:
+    """Axial, coronal and sagittal views side by side; a click moves the crosshair there."""
+    cols = st.columns(3)
+    views = []
+    for col, plane in zip(cols, PLANES):
+        rgb = render_view(vol.array, vol.spacing, plane, voxel, level, width, labels=labels, opacity=opacity, outline=outline)
+        views.append(rgb)
+        with col:
+            click = show_image(rgb, f"{plane} · slice {slice_index(plane, voxel)}", key=f"{key}_click_{plane}")
+        if click and click != st.session_state.get(f"{key}_last_{plane}"):
+            st.session_state[f"{key}_last_{plane}"] = click
+            shown = (click.get("height") or rgb.shape[0], click.get("width") or rgb.shape[1])
+            st.session_state[f"{key}_pending"] = click_to_voxel(plane, slice_index(plane, voxel), int(click["y"]), int(click["x"]), vol.array.shape, shown)
+            st.rerun()
+    return views
+
+
+def review_form(root: Path, result: ResultFolder, case: str, output: Path, key: str) -> None:
+    """Approve / reject / needs-edit with reviewer and comment, appended to RESULTS_DIR/reviews.jsonl."""
+    st.subheader("Decision")
+    with st.form(f"{key}_review", clear_on_submit=False):
+        reviewer = st.text_input("Reviewer", key=f"{key}_reviewer")
+        decision = st.radio("Decision", DECISIONS, horizontal=True, key=f"{key}_decision")
+        comment = st.text_area("Comment", key=f"{key}_comment")
+        submitted = st.form_submit_button("Record decision")
+    if submitted:
+        try:
+            entry = append_review(root, case=case, output=output, model_version=model_version(result.report), reviewer=reviewer, decision=decision, comment=comment)
+        except MedsuiteError as exc:
+            st.error(exc.line())
+        else:
+            st.success(f"Recorded: {entry['decision']} by {entry['reviewer']} at {entry['time_utc']} (output sha256 {entry['output_sha256'][:12]}…)")
+    log = root / LOG_NAME
+    if log.is_file():
+        st.download_button("Download review log (reviews.jsonl)", log.read_bytes, file_name=LOG_NAME, mime="application/jsonl", key=f"{key}_dl_log")
+
+
+def download_file(label: str, path: Path, key: str) -> None:
+    """A download whose bytes are read only when clicked (volumes are large; reruns must stay fast)."""
+    if path.is_file():
+        st.download_button(label, path.read_bytes, file_name=path.name, mime="application/octet-stream", key=key)
+
+
+def download_png(label: str, rgb: np.ndarray, name: str, key: str) -> None:
+    st.download_button(label, partial(to_png, rgb), file_name=name, mime="image/png", key=key)
+
+
+def upload_volume() -> Path | None:
+    """A NIfTI or DICOM file from the browser, saved to a private temp file; None if none given."""
+    uploaded = st.sidebar.file_uploader("Upload a NIfTI (.nii, .nii.gz) or DICOM (.dcm)", type=["nii", "gz", "dcm"], key="upload")
+    if uploaded is None:
+        return None
+    data = uploaded.getvalue()
+    name = uploaded.name.lower()
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    # Named by content, so reruns find the same file (and the volume cache) instead of a new copy.
+    folder = Path(tempfile.gettempdir()) / "medsuite-uploads" / hashlib.sha256(data).hexdigest()[:16]
+    target = folder / f"upload{suffix}"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return target
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the deformation…")
+def _ddf(path: str, stamp: float) -> Volume:
+    return ddf_to_canonical_voxels(read_image(path))
+
+
+def load_ddf(path: Path) -> Volume:
+    """The displacement field as voxel-unit displacements of the RAS-canonical fixed grid."""
+    return _ddf(str(path), _stamp(path))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Computing the Jacobian determinant…")
+def _jacobian(path: str, stamp: float, is_ddf: bool) -> tuple[np.ndarray, float]:
+    det = jacobian_determinant(_ddf(path, stamp).array) if is_ddf else _load(path, stamp).array
+    return det, folding_percent(det)
+
+
+def jacobian_of(result: ResultFolder, ddf_path: Path) -> tuple[np.ndarray, float]:
+    """det J on the canonical fixed grid (register's jacobian.nii.gz, else computed) and its folding %."""
+    name = result.report.get("outputs", {}).get("jacobian")
+    if name and result.file(name).is_file():
+        return _jacobian(str(result.file(name)), _stamp(result.file(name)), False)
+    return _jacobian(str(ddf_path), _stamp(ddf_path), True)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _labels(path: str, stamp: float) -> np.ndarray:
+    return np.rint(_load(path, stamp).array).astype(np.int16)
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """A label map as integers on the canonical grid (cached: conversion of a large mask is slow)."""
+    return _labels(str(path), _stamp(path))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _label_table(path: str, stamp: float, names: dict[int, str]) -> list[dict[str, Any]]:
+    return label_volumes_ml(_labels(path, stamp), _load(path, stamp).voxel_volume_ml, names)
+
+
+def label_table(path: Path, names: dict[int, str]) -> list[dict[str, Any]]:
+    return _label_table(str(path), _stamp(path), names)
+
+
+def world_matched_voxel(source: Volume, voxel: tuple[int, int, int], target: Volume) -> tuple[int, int, int]:
+    """The voxel of ``target`` nearest to the world point of ``voxel`` in ``source``."""
+    return world_to_voxel(target.affine, voxel_to_world(source.affine, voxel), target.array.shape)

@@ -1,0 +1,226 @@
+"""Training the concept models from a pipeline YAML, and the trained model object used for prediction."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsuite.backbones import EncoderSpec
+from medsuite.concepts import model as M
+from medsuite.concepts.data import report_labels
+from medsuite.concepts.synthetic import Cohort, generate_cohort
+from medsuite.concepts.vocabulary import Vocabulary, load_vocabulary
+from medsuite.config import load_pipeline
+
+KIND = "concepts"
+
+
+class DataSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    card: str = "choroid_synthetic"
+    root: str | None = None
+
+
+class SyntheticSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patients: int = Field(750, ge=12)
+    test_patients: int = Field(300, ge=12)
+    image_size: int = Field(64, ge=16)
+    seed: int = 0
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    encoder_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    svm_c: float = Field(0.1, gt=0)
+    bottleneck_steps: int = Field(500, ge=1)
+    bottleneck_lr: float = Field(0.05, gt=0)
+    modality_dropout: float = Field(0.2, ge=0, lt=1)
+    joint_epochs: int = Field(3, ge=0)
+    joint_lr: float = Field(5e-4, gt=0)
+    concept_loss_weight: float = Field(1.0, ge=0)
+
+
+class ConceptsPipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: DataSection = Field(default_factory=DataSection)
+    classes: list[str] = Field(min_length=2)
+    vocabulary: str = "concepts_vocabulary.yaml"
+    synthetic: SyntheticSection = Field(default_factory=SyntheticSection)
+    image_size: int = Field(64, ge=16)
+    backbone: EncoderSpec
+    train: TrainSection = Field(default_factory=TrainSection)
+
+
+def load_concepts_pipeline(path: str | Path) -> tuple[ConceptsPipeline, Vocabulary]:
+    path = Path(path)
+    config = load_pipeline(path, ConceptsPipeline)
+    vocab_path = Path(config.vocabulary)
+    return config, load_vocabulary(vocab_path if vocab_path.is_absolute() else path.parent / vocab_path)
+
+
+def training_cohorts(config: ConceptsPipeline, vocabulary: Vocabulary, root: str | None = None) -> tuple[Cohort, Cohort]:
+    """(train, test): generated for a synthetic card; the card's patient-level split otherwise."""
+    from medsuite.data.cards import load_card
+
+    card = load_card(config.data.card)
+    if card.synthetic:
+        s = config.synthetic
+        return (
+            generate_cohort(vocabulary, s.patients, size=config.image_size, seed=s.seed, classes=tuple(config.classes)),
+            generate_cohort(vocabulary, s.test_patients, size=config.image_size, seed=s.seed + 1000, classes=tuple(config.classes)),
+        )
+    from medsuite.concepts.data import cohort_from_records
+    from medsuite.data.datasets import discover_records, split_records
+
+    splits = split_records(card, discover_records(card, root or config.data.root))
+    build = lambda records: cohort_from_records(records, vocabulary, config.classes, config.image_size)  # noqa: E731
+    return build(splits["train"] + splits["val"]), build(splits["test"])
+
+
+@dataclass
+class ConceptModel:
+    """Everything prediction needs: frozen encoders, CAVs, bottleneck, joint model and black box."""
+
+    config: ConceptsPipeline
+    vocabulary: Vocabulary
+    nets: dict[str, M.ModalityNet]
+    cavs: dict[str, tuple[np.ndarray, np.ndarray]]
+    bottleneck: M.Bottleneck
+    blackbox: M.BlackBox
+    joint: M.JointCBM | None
+    present_values: np.ndarray  # per concept: the typical score of a reported-present case (intervention "present")
+    absent_values: np.ndarray
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.vocabulary.modalities)
+
+    @property
+    def index(self) -> dict[str, list[int]]:
+        return {m: self.vocabulary.of_modality(m) for m in self.modalities}
+
+    def features(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {m: M.image_features(self.nets[m], a) for m, a in images.items() if m in self.nets}
+
+    def scores(self, features: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+        return M.concept_scores(features, self.cavs, self.index, len(self.vocabulary.concepts), present, self.modalities)
+
+    def blackbox_inputs(self, features: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+        n = len(present)
+        width = next(iter(self.nets.values())).n_features
+        blocks = [features[m].max(1) * present[:, i : i + 1] if m in features else np.zeros((n, width), np.float32) for i, m in enumerate(self.modalities)]
+        return np.concatenate(blocks, 1).astype(np.float32)
+
+    @torch.no_grad()
+    def predict_scores(self, scores: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.bottleneck(torch.from_numpy(scores)), 1).numpy()
+
+    @torch.no_grad()
+    def predict_blackbox(self, features: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.blackbox(torch.from_numpy(self.blackbox_inputs(features, present))), 1).numpy()
+
+    @torch.no_grad()
+    def predict_joint(self, images: dict[str, np.ndarray], present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, s = self.joint({m: torch.from_numpy(a) for m, a in images.items()}, torch.from_numpy(present))
+        return torch.softmax(logits, 1).numpy(), s.numpy()
+
+    def save(self, path: str | Path, **extra: Any) -> Path:
+        from medsuite.checkpoints import save_checkpoint
+
+        state = {
+            "nets": {m: n.state_dict() for m, n in self.nets.items()},
+            "cavs": {m: [w, b] for m, (w, b) in self.cavs.items()},
+            "bottleneck": self.bottleneck.state_dict(),
+            "blackbox": self.blackbox.state_dict(),
+            "joint": self.joint.state_dict() if self.joint is not None else None,
+            "present_values": self.present_values,
+            "absent_values": self.absent_values,
+        }
+        return save_checkpoint(path, kind=KIND, state=state, config={"pipeline": self.config.model_dump(mode="json"), "vocabulary": self.vocabulary.to_dict(), "backbone": self.config.backbone.model_dump(mode="json")}, **extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConceptModel:
+        from medsuite.checkpoints import load_checkpoint
+
+        payload = load_checkpoint(path, kind=KIND)
+        config = ConceptsPipeline.model_validate(payload["config"]["pipeline"])
+        vocabulary = Vocabulary.from_dict(payload["config"]["vocabulary"], path)
+        state = payload["state"]
+        model = cls._empty(config, vocabulary, with_joint=state["joint"] is not None)
+        for m, net in model.nets.items():
+            net.load_state_dict(state["nets"][m])
+        model.cavs = {m: (np.asarray(w), np.asarray(b)) for m, (w, b) in state["cavs"].items()}
+        model.bottleneck.load_state_dict(state["bottleneck"])
+        model.blackbox.load_state_dict(state["blackbox"])
+        if model.joint is not None:
+            model.joint.load_state_dict(state["joint"])
+        model.present_values, model.absent_values = np.asarray(state["present_values"]), np.asarray(state["absent_values"])
+        return model.eval()
+
+    @classmethod
+    def _empty(cls, config: ConceptsPipeline, vocabulary: Vocabulary, with_joint: bool) -> ConceptModel:
+        n_classes, n_concepts = len(config.classes), len(vocabulary.concepts)
+        backbone = config.backbone.model_dump()
+        nets = {m: M.ModalityNet(backbone, n_classes) for m in vocabulary.modalities}
+        width = next(iter(nets.values())).n_features
+        joint = None
+        if with_joint:
+            joint_nets = {m: M.ModalityNet(backbone, n_classes) for m in vocabulary.modalities}
+            joint = M.JointCBM(joint_nets, {m: vocabulary.of_modality(m) for m in vocabulary.modalities}, n_concepts, n_classes)
+        zeros = np.zeros(n_concepts, np.float32)
+        return cls(config, vocabulary, nets, {}, M.Bottleneck(n_concepts, n_classes), M.BlackBox(width * len(nets), n_classes), joint, zeros, zeros)
+
+    def eval(self) -> ConceptModel:
+        for module in (*self.nets.values(), self.bottleneck, self.blackbox, *([self.joint] if self.joint else [])):
+            module.eval()
+        return self
+
+
+def _columns(vocabulary: Vocabulary) -> list[list[int]]:
+    return [vocabulary.of_modality(m) for m in vocabulary.modalities]
+
+
+def fit(config: ConceptsPipeline, vocabulary: Vocabulary, cohort: Cohort, *, log=print) -> ConceptModel:
+    """Sequential CBM (encoders -> CAVs -> bottleneck), black box and joint CBM on one training cohort."""
+    import copy
+
+    from medsuite.runtime import seed_everything
+
+    t = config.train
+    seed_everything(t.seed)
+    model = ConceptModel._empty(config, vocabulary, with_joint=False)
+    n_classes = len(config.classes)
+    positive, usable = report_labels(cohort.reports, vocabulary)
+    present = np.ones((len(cohort), len(vocabulary.modalities)), np.float32)
+    features = {}
+    for m, net in model.nets.items():
+        start = time.perf_counter()
+        history = M.train_modality_net(net, cohort.images[m], cohort.labels, epochs=t.encoder_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed)
+        features[m] = M.image_features(net, cohort.images[m])
+        cols = vocabulary.of_modality(m)
+        model.cavs[m] = M.fit_cavs(features[m], positive[:, cols], usable[:, cols], t.svm_c, t.seed)
+        log(f"encoder {m}: loss {history[0]:.3f} -> {history[-1]:.3f} ({time.perf_counter() - start:.0f}s)")
+    scores = model.scores(features, present)
+    model.present_values = np.array([np.median(scores[positive[:, k] == 1, k]) if positive[:, k].any() else 1.0 for k in range(scores.shape[1])], np.float32)
+    model.absent_values = np.array([np.median(scores[positive[:, k] == 0, k]) if (positive[:, k] == 0).any() else -1.0 for k in range(scores.shape[1])], np.float32)
+    pres = torch.from_numpy(present).bool()
+    M.train_bottleneck(model.bottleneck, torch.from_numpy(scores), cohort.labels, pres, _columns(vocabulary), n_classes=n_classes, steps=t.bottleneck_steps, lr=t.bottleneck_lr, dropout=t.modality_dropout, seed=t.seed)
+    width = next(iter(model.nets.values())).n_features
+    blocks = [list(range(i * width, (i + 1) * width)) for i in range(len(model.nets))]
+    M.train_bottleneck(model.blackbox, torch.from_numpy(model.blackbox_inputs(features, present)), cohort.labels, pres, blocks, n_classes=n_classes, steps=t.bottleneck_steps, lr=t.bottleneck_lr / 5, dropout=t.modality_dropout, seed=t.seed)
+    if t.joint_epochs:
+        start = time.perf_counter()
+        model.joint = M.JointCBM({m: copy.deepcopy(n) for m, n in model.nets.items()}, model.index, len(vocabulary.concepts), n_classes)
+        history = M.train_joint(model.joint, cohort.images, cohort.labels, positive, usable, present, epochs=t.joint_epochs, batch_size=t.batch_size // 2 or 1, lr=t.joint_lr, concept_weight=t.concept_loss_weight, dropout=t.modality_dropout, seed=t.seed)
+        log(f"joint CBM: loss {history[0]:.3f} -> {history[-1]:.3f} ({time.perf_counter() - start:.0f}s)")
+    return model.eval()

@@ -1,0 +1,119 @@
+"""One screen view = slice + window + overlays + true aspect + crosshair: what every page draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medsuite.io import Volume, read_image, require_3d
+from medsuite.viewer.deformation import deformed_grid, paint, plane_displacement
+from medsuite.viewer.overlay import overlay_labels
+from medsuite.viewer.slicing import (
+    crosshair_pixel,
+    display_shape,
+    draw_crosshair,
+    plane_axes,
+    plane_slice,
+    plane_spacing,
+    slice_index,
+    to_canonical,
+    with_aspect,
+)
+from medsuite.viewer.windowing import apply_window, grey_to_rgb
+
+MIN_SIDE = 256
+
+
+def load_canonical(path: str | Path) -> Volume:
+    """A 3D image from disk, reoriented to RAS-canonical voxel order."""
+    return to_canonical(require_3d(read_image(path)))
+
+
+def render_view(
+    array: np.ndarray,
+    spacing: np.ndarray,
+    plane: str,
+    voxel: tuple[int, int, int],
+    level: float,
+    width: float,
+    *,
+    labels: np.ndarray | None = None,
+    opacity: float = 0.4,
+    outline: bool = False,
+    crosshair: bool = True,
+    scale: float | None = None,
+) -> np.ndarray:
+    """RGB uint8 view of one plane through ``voxel`` of a canonical volume, with square millimetres.
+
+    The image is resampled linearly, the labels by nearest neighbour, and only then blended, so
+    label borders stay sharp and outlines one screen pixel thick.
+    """
+    index = slice_index(plane, voxel)
+    pixel_mm = plane_spacing(spacing, plane)
+    grey = plane_slice(array, plane, index)
+    scale = fit_scale(grey.shape, pixel_mm) if scale is None else scale
+    rgb = grey_to_rgb(with_aspect(apply_window(grey, level, width), pixel_mm, scale=scale))
+    if labels is not None:
+        shown = with_aspect(plane_slice(labels, plane, index), pixel_mm, scale=scale, nearest=True)
+        rgb = overlay_labels(rgb, shown, opacity=opacity, outline=outline)
+    return add_crosshair(rgb, plane, voxel, array.shape) if crosshair else rgb
+
+
+def fit_scale(shape2d: tuple[int, ...], pixel_mm: tuple[float, float]) -> float:
+    """Enlargement so the longer side is at least ``MIN_SIDE`` pixels (never shrinks).
+
+    The browser would otherwise blur a one-pixel crosshair when it stretches a small image.
+    """
+    return max(1.0, MIN_SIDE / max(display_shape(shape2d[:2], pixel_mm)))
+
+
+def add_crosshair(rgb: np.ndarray, plane: str, voxel: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """The crosshair through the centre of ``voxel``'s pixel, wherever the view was resampled to."""
+    _, row_axis, col_axis = plane_axes(plane)
+    row, col = crosshair_pixel(plane, voxel, shape)
+    return draw_crosshair(rgb, (int((row + 0.5) * rgb.shape[0] / shape[row_axis]), int((col + 0.5) * rgb.shape[1] / shape[col_axis])))
+
+
+def finish_view(
+    rgb: np.ndarray,
+    spacing: np.ndarray,
+    plane: str,
+    voxel: tuple[int, int, int],
+    shape: tuple[int, ...],
+    *,
+    crosshair: bool = True,
+    scale: float | None = None,
+) -> np.ndarray:
+    """An RGB plane view computed elsewhere (comparison, Jacobian, grid) at true aspect, with crosshair."""
+    pixel_mm = plane_spacing(spacing, plane)
+    out = with_aspect(rgb, pixel_mm, scale=fit_scale(rgb.shape, pixel_mm) if scale is None else scale)
+    return add_crosshair(out, plane, voxel, shape) if crosshair else out
+
+
+def grid_view(
+    array: np.ndarray,
+    spacing: np.ndarray,
+    plane: str,
+    voxel: tuple[int, int, int],
+    level: float,
+    width: float,
+    displacement_vox: np.ndarray,
+    *,
+    grid_mm: float = 5.0,
+) -> np.ndarray:
+    """The fixed image with a ``grid_mm`` grid deformed by the field, drawn at screen resolution.
+
+    The displacement is resampled to the screen and rescaled to screen pixels per axis, so lines
+    stay one pixel thin and the grid is square in millimetres whatever the voxel size.
+    """
+    index = slice_index(plane, voxel)
+    pixel_mm = plane_spacing(spacing, plane)
+    grey = plane_slice(array, plane, index)
+    scale = fit_scale(grey.shape, pixel_mm)
+    rgb = grey_to_rgb(with_aspect(apply_window(grey, level, width), pixel_mm, scale=scale))
+    shown = with_aspect(plane_displacement(displacement_vox, plane, index).astype(np.float32), pixel_mm, scale=scale)
+    per_voxel = np.array([rgb.shape[0] / grey.shape[0], rgb.shape[1] / grey.shape[1]], dtype=np.float32)
+    step = max(2, int(round(grid_mm * per_voxel[0] / pixel_mm[0])))  # screen pixels per grid_mm
+    lines = deformed_grid(shown * per_voxel, step)
+    return add_crosshair(paint(rgb, lines), plane, voxel, array.shape)

@@ -1,0 +1,118 @@
+"""Review station flows under streamlit.testing.v1.AppTest, on generated result folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medsuite.io import sha256_file
+from medsuite.viewer.results import RESULTS_ENV
+from tests.test_viewer_fixtures import make_results
+
+APPS = Path(__file__).resolve().parents[1] / "apps"
+TIMEOUT = 60  # the default 3 s is too short on a shared CPU (first load reads volumes, imports SimpleITK)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_results(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture
+def open_page(results: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(RESULTS_ENV, str(results))
+
+    def run(page: str) -> AppTest:
+        at = AppTest.from_file(str(APPS / page), default_timeout=TIMEOUT).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return run
+
+
+def ok(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def submit_review(at: AppTest, key: str, reviewer: str, decision: str, comment: str) -> AppTest:
+    at.text_input(key=f"{key}_reviewer").input(reviewer)
+    at.radio(key=f"{key}_decision").set_value(decision)
+    at.text_area(key=f"{key}_comment").input(comment)
+    next(b for b in at.button if b.label == "Record decision").click()
+    return ok(at)
+
+
+def test_home_lists_results_and_refuses_paths_outside(open_page, results: Path) -> None:
+    at = open_page("medsuite_viewer.py")
+    assert {m.label: m.value for m in at.metric} == {"register results": "1", "segment results": "1", "classify results": "1", "demo results": "1"}
+    at.text_input(key="home_typed").input("../")
+    ok(at)
+    assert at.error and "outside the results folder" in at.error[0].value
+    at.text_input(key="home_typed").input("segmentation")
+    ok(at)
+    assert not at.error and "segmentation (segment)" in at.success[0].value
+
+
+def test_registration_crosshair_views_and_approval(open_page, results: Path) -> None:
+    at = open_page("pages/1_Registration.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Folding (det J ≤ 0)"] == "0.000 %" and metrics["Lesion volume"] == "0.22 ml"
+    assert metrics["Fixed voxel size"] == "1.5×1×3 mm"
+    assert "voxel (12, 10, 6) · world (RAS) 13.5, 0.0, 0.0 mm" in at.caption[0].value
+    at.slider(key="reg_ax0").set_value(3)
+    at.slider(key="reg_ax2").set_value(8)
+    ok(at)
+    assert "voxel (3, 10, 8) · world (RAS) 0.0, 0.0, 6.0 mm" in at.caption[0].value  # 1.5 mm and 3 mm steps
+
+    captions = {}
+    for mode in ("Checkerboard", "Difference", "Fade", "Flicker", "Deformation grid", "Jacobian", "Lesion & inpainted", "Side by side"):
+        at.radio(key="reg_mode").set_value(mode)
+        ok(at)
+        captions[mode] = [c for image in at.get("image") for c in image.proto.imgs for c in [c.caption]]
+    assert captions["Jacobian"] == ["det J: blue < 1 (contraction), white = 1, red > 1 (expansion), green = folding (≤ 0); this slice 1.05 to 1.10"]
+    assert captions["Side by side"] == ["Fixed", "Moving (same world point)", "Warped moving + warped labels"]
+    assert len(captions["Lesion & inpainted"]) == 2
+    at.radio(key="reg_plane").set_value("coronal")
+    ok(at)
+
+    submit_review(at, "reg", "Dr Ada", "approve", "good alignment")
+    assert "Recorded: approve by Dr Ada" in at.success[0].value
+    entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
+    warped = results / "registration" / "warped.nii.gz"
+    assert entry["case"] == "registration" and entry["output_sha256"] == sha256_file(warped)
+    assert entry["model_version"] == "girnet-test-v1" and entry["decision"] == "approve" and entry["comment"] == "good alignment"
+
+
+def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
+    at = open_page("pages/2_Mask.py")
+    table = at.dataframe[0].value
+    assert table["name"].tolist() == ["RV", "LV"]
+    assert table["volume_ml"].tolist() == [0.648, 1.296]  # 144 and 288 voxels of 4.5 mm^3
+    assert table["reported_ml"].tolist() == [0.648, 1.296]
+    at.slider(key="mask_opacity").set_value(0.8)
+    at.checkbox(key="mask_outline").check()
+    ok(at)
+    submit_review(at, "mask", "Dr Bo", "needs-edit", "RV leaks into the atrium")
+    entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
+    assert (entry["case"], entry["decision"], entry["model_version"]) == ("heart", "needs-edit", "unet-test-v2")
+
+
+def test_concept_intervention_changes_the_prediction(open_page, results: Path) -> None:
+    pytest.importorskip("medsuite.concepts.explain")
+    at = open_page("pages/3_Concept.py")
+    assert at.metric[0].value == "melanoma"
+    at.selectbox(key="concept_set_eye1_0").set_value("absent")  # US:acoustic hollowing -> absent score -2
+    ok(at)
+    # logits: melanoma 0.9*-2 + 0.2*0.5 + 0.1*0.5 = -1.65; haemangioma -0.2 + 0.15 + 0.4 + 0.2 = 0.55
+    assert at.metric[0].value == "haemangioma" and at.metric[1].value == "0.900"
+    at.selectbox(key="concept_set_eye1_0").set_value("as the model says")
+    ok(at)
+    assert at.metric[0].value == "melanoma"
+    submit_review(at, "concept", "Dr Cy", "reject", "")
+    entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
+    assert (entry["case"], entry["decision"]) == ("eye1", "reject")

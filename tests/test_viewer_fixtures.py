@@ -1,0 +1,118 @@
+"""Result folders as register / segment / classify write them (the contract), built small for viewer tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from medsuite.io import write_json, write_nifti
+from medsuite.provenance import new_report
+from medsuite.viewer.results import find_results, read_result
+
+SHAPE = (24, 20, 12)
+# Anisotropic voxels (1.5 x 1 x 3 mm) stored left-to-right flipped (LAS), so tests exercise reorientation.
+AFFINE = np.array([[-1.5, 0, 0, 30.0], [0, 1.0, 0, -10.0], [0, 0, 3.0, -18.0], [0, 0, 0, 1]])
+CLASSES = ["melanoma", "haemangioma"]
+CONCEPT_NAMES = ["US:acoustic hollowing", "US:dome shape", "FUNDUS:orange pigment"]
+
+
+def phantom(shape: tuple[int, int, int] = SHAPE, shift: float = 0.0) -> np.ndarray:
+    """A bright ellipsoid on a dim background, shifted along i by ``shift`` voxels."""
+    i, j, k = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    centre = np.array(shape, dtype=np.float32) / 2
+    inside = ((i - centre[0] - shift) / 7) ** 2 + ((j - centre[1]) / 6) ** 2 + ((k - centre[2]) / 4) ** 2 <= 1
+    return (100.0 + 800.0 * inside + i).astype(np.float32)
+
+
+def make_register(root: Path) -> Path:
+    out = root / "registration"
+    out.mkdir(parents=True)
+    fixed = write_nifti(root / "inputs" / "fixed.nii.gz", phantom(), AFFINE)
+    moving = write_nifti(root / "inputs" / "moving.nii.gz", phantom(shift=2.0), AFFINE)
+    write_nifti(out / "warped.nii.gz", phantom(shift=0.5), AFFINE)
+    lesion = np.zeros(SHAPE, np.uint8)
+    lesion[10:14, 8:12, 5:8] = 1
+    write_nifti(out / "lesion_mask.nii.gz", lesion, AFFINE)
+    write_nifti(out / "inpainted.nii.gz", phantom(shift=0.5) * (1 - 0.3 * lesion), AFFINE)
+    write_nifti(out / "warped_labels.nii.gz", (phantom(shift=0.5) > 500).astype(np.uint8), AFFINE)
+    # A uniform 10 % stretch along world x (LPS component 0): det J = 1.1 everywhere.
+    i = np.arange(SHAPE[0], dtype=np.float32)[:, None, None]
+    ddf = np.zeros(SHAPE + (1, 3), np.float32)
+    ddf[..., 0, 0] = 0.1 * 1.5 * (i - SHAPE[0] / 2)  # RAS x = -1.5 i + 30, so LPS x = 1.5 i - 30
+    write_nifti(out / "ddf.nii.gz", ddf, AFFINE, intent="vector")
+    report = new_report("register", [fixed, moving], {"checkpoint": "girnet-test-v1"})
+    report.update(
+        outputs={"warped": "warped.nii.gz", "lesion_mask": "lesion_mask.nii.gz", "inpainted": "inpainted.nii.gz", "ddf": "ddf.nii.gz", "warped_labels": "warped_labels.nii.gz"},
+        fixed=str(fixed.resolve()), moving=str(moving.resolve()), folding_percent=0.0, lesion_volume_ml=round(float(lesion.sum()) * 4.5 / 1000, 4), seconds=1.5,
+    )
+    write_json(out / "report.json", report)
+    return out
+
+
+def make_segment(root: Path) -> Path:
+    out = root / "segmentation"
+    image = write_nifti(root / "inputs" / "heart.nii.gz", phantom(), AFFINE)
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[4:10, 4:10, 2:6] = 1  # 6*6*4 = 144 voxels of 4.5 mm^3 = 0.648 ml
+    labels[12:20, 8:14, 4:10] = 2  # 8*6*6 = 288 voxels = 1.296 ml
+    write_nifti(out / "heart_seg.nii.gz", labels, AFFINE)
+    report = new_report("segment", [image], {"model": "unet-test-v2"})
+    report.update(labels={"1": "RV", "2": "LV"}, cases={"heart": {"input": str(image.resolve()), "status": "done", "output": "heart_seg.nii.gz", "label_volumes_ml": {"RV": 0.648, "LV": 1.296}, "seconds": 0.4}})
+    write_json(out / "report.json", report)
+    return out
+
+
+def prediction_dict(scores: list[float]) -> dict:
+    """A prediction.json per the classify contract: logits = W @ scores + b, softmax."""
+    weights = np.array([[0.9, 0.2, 0.1], [0.1, 0.3, 0.8]])
+    bias = np.array([0.0, 0.2])
+    s = np.asarray(scores, float)
+    logits = weights @ s + bias
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    return {
+        "case": "eye1",
+        "predicted_class": CLASSES[int(np.argmax(probs))],
+        "classes": CLASSES,
+        "probabilities": dict(zip(CLASSES, probs.round(6).tolist())),
+        "modalities_used": ["US", "FUNDUS"],
+        "concepts": [
+            {"name": n, "modality": n.split(":")[0], "score": float(v), "contributions": {c: float(weights[j, k] * v) for j, c in enumerate(CLASSES)}}
+            for k, (n, v) in enumerate(zip(CONCEPT_NAMES, s))
+        ],
+        "bottleneck": {"concepts": CONCEPT_NAMES, "classes": CLASSES, "weights": weights.tolist(), "bias": bias.tolist(), "present_values": [2.0, 1.5, 2.5], "absent_values": [-2.0, -1.5, -2.5]},
+        "images": {"US": ["us.png"]},
+    }
+
+
+def make_classify(root: Path) -> Path:
+    out = root / "concepts"
+    (out / "eye1").mkdir(parents=True)
+    pixels = (np.linspace(0, 255, 64 * 64).reshape(64, 64)).astype(np.uint8)
+    Image.fromarray(pixels).save(out / "eye1" / "us.png")
+    # Melanoma by its acoustic hollowing; correcting that concept to absent makes it a haemangioma.
+    (out / "eye1" / "prediction.json").write_text(json.dumps(prediction_dict([3.0, 0.5, 0.5])))
+    report = new_report("classify", [], {"checkpoint": "cbm-test-v3"})
+    report["cases"] = {"eye1": {"input": str(out / "eye1"), "status": "done", "prediction": "eye1/prediction.json"}}
+    write_json(out / "report.json", report)
+    return out
+
+
+def make_results(root: Path) -> Path:
+    """RESULTS_DIR with one folder of each kind, plus a demo report pointing at them."""
+    make_register(root)
+    make_segment(root)
+    make_classify(root)
+    demo = new_report("demo")
+    demo["parts"] = {"register": "registration", "segment": "segmentation", "classify": "concepts"}
+    write_json(root / "report.json", demo)
+    return root
+
+
+def test_fixture_folders_are_recognised_by_kind(tmp_path: Path) -> None:
+    root = make_results(tmp_path)
+    kinds = sorted(r.kind for r in find_results(root))
+    assert kinds == ["classify", "demo", "register", "segment"]
+    assert read_result(root / "registration").report["outputs"]["ddf"] == "ddf.nii.gz"
