@@ -1,0 +1,101 @@
+"""`pretext targets` and `pretrain` on the synthetic exam; the encoder checkpoint contract; the loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from medsuite.cli import _build
+from medsuite.pretext.pretrain import CNN_2D, pretext_loss
+from medsuite.pretext.synthetic import write_synthetic_exam
+
+runner = CliRunner()
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pretext_cardiac.yaml"
+
+
+@pytest.fixture(scope="module")
+def exam(tmp_path_factory) -> Path:
+    return write_synthetic_exam(tmp_path_factory.mktemp("exam") / "synthetic", n_sax=4, size=40)
+
+
+def test_targets_cli_writes_views_heatmaps_lines_and_overlays(exam, tmp_path):
+    out = tmp_path / "targets"
+    result = runner.invoke(_build(), ["pretext", "targets", str(exam), "-o", str(out), "--sigma-mm", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "pretext"
+    assert report["long_axis_meeting_spread_mm"]["max"] < 1e-3
+    assert report["views"]["sax"]["slice_locations"] == pytest.approx([0, 1 / 3, 2 / 3, 1], abs=1e-4)
+    assert report["views"]["sax"]["slice_spacing_mm"] == pytest.approx(8.0, abs=1e-4)
+    for name in ("sax", "lax_2c", "lax_3c", "lax_4c"):
+        source = nib.load(str(exam / f"{name}.nii.gz"))
+        image, heat = nib.load(str(out / f"{name}.nii.gz")), nib.load(str(out / f"{name}_heatmaps.nii.gz"))
+        np.testing.assert_allclose(image.affine, source.affine, atol=1e-5)  # outputs keep the input's affine
+        np.testing.assert_allclose(heat.affine, source.affine, atol=1e-5)
+        assert heat.shape == (*source.shape[:3], 4)
+        assert (out / f"{name}_overlay.png").stat().st_size > 1000
+    # SAX heatmaps: no SAX channel (parallel), a 1.0 ridge for each long-axis line.
+    heat = np.asarray(nib.load(str(out / "sax_heatmaps.nii.gz")).dataobj)
+    assert heat[..., 0].max() == 0.0
+    assert all(heat[:, :, s, c].max() > 0.95 for s in range(4) for c in (1, 2, 3))
+    lines = json.loads((out / "lines.json").read_text())["lines"]
+    four_in_sax = next(e for e in lines if e["view"] == "sax" and e["slice"] == 2 and e["other_kind"] == "4CH")
+    assert set(four_in_sax["endpoints_px"]) == {"sax", "lax_4c"}  # the line lies in both images
+    assert four_in_sax["endpoints_px"]["sax"]["2"] is not None
+
+
+def test_targets_cli_errors_are_one_line(tmp_path):
+    result = runner.invoke(_build(), ["pretext", "targets", str(tmp_path / "missing"), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "is not a folder" in str(result.exception)
+
+
+def test_pretext_loss_masks_missing_lines_and_locations():
+    heat_pred = torch.zeros(2, 4, 3, 3)
+    heat = torch.ones(2, 4, 3, 3)
+    mask = torch.tensor([[0.0, 1, 0, 0], [0, 0, 0, 0]])  # one line in the whole batch
+    heat[0, 0] = 5.0  # masked: must not count
+    loc_pred, loc = torch.tensor([0.5, 0.0]), torch.tensor([0.0, 9.0])
+    has_loc = torch.tensor([1.0, 0.0])
+    total, orientation, location = pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, {"orientation": 1.0, "location": 2.0})
+    assert float(orientation) == pytest.approx(1.0)
+    assert float(location) == pytest.approx(0.25)
+    assert float(total) == pytest.approx(1.5)
+
+
+def test_pretrain_cli_writes_an_encoder_segmentation_can_load(exam, tmp_path):
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    pipeline.update(sources=[{"layout": "cinema_nifti", "path": str(exam)}], image_size=32, iterations=3, batch_size=2, max_phases=1)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline))
+    run = tmp_path / "run"
+    result = runner.invoke(_build(), ["pretrain", "--pipeline", str(path), "-o", str(run), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "report.json").read_text())
+    assert report["kind"] == "pretrain" and report["n_samples"] == 7  # 4 SAX slices + 3 long-axis views
+    assert np.isfinite(report["loss_last"]["total"])
+    from medsuite.backbones import make_encoder
+    from medsuite.checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(run / "encoder.pt", kind="encoder")
+    assert checkpoint["config"]["backbone"]["channels"] == CNN_2D["channels"]
+    encoder = make_encoder(checkpoint["config"]["backbone"])
+    encoder.load_state_dict(checkpoint["state"])  # strict: the exact encoder the segmentation model holds
+    assert [f.shape[1] for f in encoder(torch.zeros(1, 1, 32, 32))] == CNN_2D["channels"]
+
+
+def test_pipeline_template_validates():
+    from medsuite.config import load_pipeline
+    from medsuite.pretext.pretrain import PretextConfig
+
+    config = load_pipeline(PIPELINE, PretextConfig)
+    assert config.backbone == CNN_2D
+    assert {s.layout for s in config.sources} == {"dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"}
+    assert config.weights == {"orientation": 1.0, "location": 1.0}
