@@ -1,0 +1,141 @@
+"""Inference energy estimate for any backbone: MACs for analog-fed layers, synaptic ACs for spike-fed ones.
+
+Convention used by the SNN literature (Horowitz, ISSCC 2014, 45 nm CMOS): a 32-bit float multiply-accumulate
+costs 4.6 pJ, an accumulate 0.9 pJ. Only the synaptic layers (conv, transposed conv, linear) are counted;
+normalisation, neuron updates and memory traffic are left out, so the figure is an *estimate* for comparing
+backbones, not a measurement of any chip.
+
+A layer is *spike-fed* when every non-zero entry of its input has one common value (binary spikes, or spikes
+scaled by a single threshold as after ANN-to-SNN conversion). Then each input spike costs one accumulate per
+synapse it reaches (its fan-out), counted exactly, borders included, by convolving the spike mask with an
+all-ones kernel. A module can force the decision with an attribute ``energy_input = "spike" | "analog"``.
+Hooks fire on every call, so a spiking network that runs its layers over T time steps is charged for all T.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PJ_PER_MAC = 4.6
+PJ_PER_AC = 0.9
+CONVENTION = "45nm: 4.6 pJ/MAC, 0.9 pJ/AC"
+NOTE = "estimate: synaptic operations of conv/linear layers only (45 nm figures, Horowitz 2014); not a hardware measurement"
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_SYNAPTIC = (*_CONV, *_CONV_T, nn.Linear)
+
+
+def is_spike_tensor(x: torch.Tensor) -> bool:
+    """True when all non-zero entries share one value (an all-zero input is silent, i.e. spike-fed)."""
+    nonzero = x[x != 0]
+    return nonzero.numel() == 0 or bool((nonzero == nonzero.reshape(-1)[0]).all())
+
+
+def _kernel_volume(module: nn.Module) -> int:
+    return int(torch.tensor(module.kernel_size).prod())
+
+
+def dense_macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Multiply-accumulates of a dense (analog) pass, the usual thop/ptflops convention."""
+    if isinstance(module, nn.Linear):
+        return y.numel() * module.in_features
+    if isinstance(module, _CONV):
+        return y.numel() * (module.in_channels // module.groups) * _kernel_volume(module)
+    # transposed conv: every input element scatters to out_channels/groups x kernel positions
+    return x.numel() * (module.out_channels // module.groups) * _kernel_volume(module)
+
+
+def synaptic_acs(module: nn.Module, x: torch.Tensor) -> int:
+    """Accumulates triggered by the spikes in ``x``: sum over spikes of the synapses each one reaches."""
+    mask = (x != 0).to(torch.float64)
+    if isinstance(module, nn.Linear):
+        return int(mask.sum().item()) * module.out_features
+    if isinstance(module, _CONV_T):
+        return int(mask.sum().item()) * (module.out_channels // module.groups) * _kernel_volume(module)
+    # conv: active inputs inside each output's receptive field, summed over outputs and output channels
+    dims = mask.dim() - 2
+    ones = torch.ones((module.out_channels, module.in_channels // module.groups, *module.kernel_size), dtype=torch.float64)
+    padding = module.padding
+    if module.padding_mode != "zeros":
+        # reflect/replicate/circular padding copies spikes into the border, so pad the mask the same way
+        mask, padding = F.pad(mask, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
+    elif padding == "valid":
+        padding = 0
+    elif padding == "same":
+        pads = []
+        for k, d in zip(reversed(module.kernel_size), reversed(module.dilation)):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+        mask, padding = F.pad(mask, pads), 0
+    conv = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
+    counts = conv(mask, ones, stride=module.stride, padding=padding, dilation=module.dilation, groups=module.groups)
+    return int(round(counts.sum().item()))
+
+
+def _input_kind(module: nn.Module, x: torch.Tensor) -> str:
+    forced = getattr(module, "energy_input", None)
+    if forced in ("spike", "analog"):
+        return forced
+    return "spike" if is_spike_tensor(x) else "analog"
+
+
+def estimate_energy(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
+    """Run ``model`` once on ``example`` (eval mode, no grad) and count its synaptic operations per layer.
+
+    Returns ``{"macs", "acs", "energy_mj", "per_layer", "convention", "note"}`` for the whole example
+    (all of its batch and, for spiking models, all time steps). ``per_layer`` lists every synaptic layer
+    called: name, type, calls, macs, acs, spike_input, and the input firing rate of spike-fed calls.
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    handles = []
+
+    def hook(name: str):
+        def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            x = inputs[0].detach()
+            row = layers.setdefault(name, {"name": name, "type": type(module).__name__, "calls": 0, "macs": 0, "acs": 0, "spike_input": False, "spikes": 0, "inputs": 0})
+            row["calls"] += 1
+            if _input_kind(module, x) == "spike":
+                row["acs"] += synaptic_acs(module, x)
+                row["spike_input"] = True
+                row["spikes"] += int((x != 0).sum().item())
+                row["inputs"] += x.numel()
+            else:
+                row["macs"] += dense_macs(module, x, output)
+
+        return count
+
+    for name, module in model.named_modules():
+        if isinstance(module, _SYNAPTIC):
+            handles.append(module.register_forward_hook(hook(name or type(module).__name__)))
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.train(training)
+
+    per_layer = []
+    for row in layers.values():
+        spikes, inputs = row.pop("spikes"), row.pop("inputs")
+        row["input_rate"] = spikes / inputs if inputs else None
+        row["energy_mj"] = (row["macs"] * PJ_PER_MAC + row["acs"] * PJ_PER_AC) * 1e-9
+        per_layer.append(row)
+    macs = sum(r["macs"] for r in per_layer)
+    acs = sum(r["acs"] for r in per_layer)
+    return {
+        "macs": macs,
+        "acs": acs,
+        "energy_mj": (macs * PJ_PER_MAC + acs * PJ_PER_AC) * 1e-9,
+        "per_layer": per_layer,
+        "convention": CONVENTION,
+        "note": NOTE,
+    }
