@@ -109,13 +109,17 @@ def run_batch(
     resume: bool = False,
     quiet: bool = False,
     console: Console | None = None,
+    report_extra: dict[str, Any] | None = None,
 ) -> int:
-    """Run ``process`` on every case; returns the exit code (0 all done, 1 some case failed)."""
+    """Run ``process`` on every case; returns the exit code (0 all done, 1 some case failed).
+
+    ``report_extra`` adds run-level figures to report.json (the model's energy estimate, its labels...).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
     handler = _configure_log(out_dir)
-    report = new_report(command, parameters=parameters)
+    report = new_report(command, parameters=parameters) | (report_extra or {})
     previous = _previous_cases(out_dir) if resume else {}
     report["cases"] = {}
     failures: list[tuple[Case, str]] = []

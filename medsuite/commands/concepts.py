@@ -62,7 +62,7 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         }
 
     parameters = {"model": str(model_path), "corrections": wanted, "variant": "sequential", "classes": list(model.config.classes)}
-    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet)
+    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _energy(model)})
 
 
 def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:
@@ -97,13 +97,11 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     return report
 
 
-def _energy(model) -> dict | None:
+def _energy(model) -> dict:
     """Inference energy of one image through one modality encoder (a patient has sum(phases) images)."""
-    try:
-        from medsuite.backbones.energy import estimate_energy
-    except ImportError:
-        return None
     import torch
+
+    from medsuite.backbones.energy import estimate_energy
 
     size = model.config.image_size
     estimate = estimate_energy(model.nets[model.modalities[0]].encoder, torch.zeros(1, 1, size, size))
