@@ -27,6 +27,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 SUPPORTED = "NIfTI (.nii, .nii.gz), MHA/MHD, NRRD, or a DICOM series folder"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -227,6 +229,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -117,3 +119,4 @@ def test_writes_are_atomic_and_never_over_an_input(tmp_path, oblique_volume):
         write_json(tmp_path / "r.json", {"bad": object()})
     assert not (tmp_path / "r.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["in.nii.gz"]  # no temporary files left behind
+    assert source.stat().st_mode & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044  # readable by others unless the umask forbids

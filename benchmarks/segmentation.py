@@ -1,0 +1,111 @@
+"""U-Bench-style side-by-side table: every segmentation model trained the same way on the same ACDC
+patients, scored on the same held-out test patients (the card's patient-level split).
+
+    python benchmarks/segmentation.py --quick            # ~15 min: 24 train volumes, 2.5 min CPU budget per model
+    python benchmarks/segmentation.py --epochs 20        # the real comparison (hours on a CPU)
+
+Prints a markdown table: mean Dice (RV, Myo, LV), HD95, parameters, CPU seconds per volume, and each
+figure's ratio to plain MONAI UNet. Writes the table and raw figures to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from medsuite.config import PIPELINES_DIR, load_pipeline
+from medsuite.data.cards import load_card
+from medsuite.io import write_json
+from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
+from medsuite.segmentation.data import split_volumes
+from medsuite.segmentation.evaluate import evaluate_volumes, predict_volume
+from medsuite.segmentation.models import count_parameters
+from medsuite.segmentation.report import load_model
+from medsuite.segmentation.train import train
+
+
+def seconds_per_volume(models: dict[str, tuple[torch.nn.Module, SegmentationPipeline]], volumes, repeats: int = 8) -> dict[str, float]:
+    """Median wall time of one whole-volume prediction per model, the models taking turns volume by
+    volume so that load from other jobs on a shared CPU hits them alike (threads as set by the caller)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for i in range(min(len(volumes), repeats)):
+        image = volumes[i]["image"][0].as_tensor()
+        for name, (model, config) in models.items():
+            start = time.perf_counter()
+            predict_volume(model, image, config)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    base = load_pipeline(PIPELINES_DIR / "segmentation_neunet_acdc.yaml", SegmentationPipeline)
+    card = load_card(base.data.card)
+    rows, trained = [], {}
+    test = None
+    for name in args.models:
+        config = base.model_copy(deep=True)
+        config.model.name = name
+        config.train.epochs = args.epochs
+        config.train.max_minutes = args.minutes
+        config.data.limit = args.limit
+        run_dir = args.output / name
+        train(config, run_dir, quiet=True)
+        model, config, _ = load_model(run_dir / "best.pt")
+        if test is None:
+            test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
+        metrics = evaluate_volumes(model, test, config)
+        row = {
+            "model": name,
+            **{c: v["dice"] for c, v in metrics["per_class"].items()},
+            "mean_dice": metrics["mean_dice"],
+            "hd95": metrics["mean_hd95"],
+            "params": count_parameters(model),
+            "test_volumes": len(metrics["cases"]),
+        }
+        rows.append(row)
+        trained[name] = (model, config)
+        print(f"{name}: mean Dice {row['mean_dice']:.3f}", flush=True)
+    timings = seconds_per_volume(trained, test)
+    return [row | {"s_per_volume": timings[row["model"]]} for row in rows]
+
+
+def markdown(rows: list[dict]) -> str:
+    ref = next((r for r in rows if r["model"] == "unet"), rows[0])
+    ratio = lambda r, k: f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
+    lines = [
+        "| model | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['RV']:.3f} | {r['Myo']:.3f} | {r['LV']:.3f} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
+            f"{r['hd95']:.1f} ({ratio(r, 'hd95')}) | {r['params'] / 1e6:.2f}M ({ratio(r, 'params')}) | {r['s_per_volume']:.2f} ({ratio(r, 's_per_volume')}) |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock training budget per model")
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N training volumes only")
+    parser.add_argument("--quick", action="store_true", help="--limit 24 --minutes 2.5: equal wall-clock budget per model")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=Path("medsuite_results/benchmark_segmentation"))
+    args = parser.parse_args()
+    if args.quick:
+        args.limit, args.minutes = args.limit or 24, args.minutes or 2.5
+    torch.set_num_threads(args.threads)
+    rows = run(args)
+    table = markdown(rows)
+    print(table)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    write_json(args.output / "benchmark.json", {"settings": settings, "rows": rows, "table": table})
+
+
+if __name__ == "__main__":
+    main()

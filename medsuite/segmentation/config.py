@@ -1,0 +1,49 @@
+"""The segmentation pipeline YAML (``pipelines/segmentation_*.yaml``), validated by pydantic."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_NAMES = ("neunet", "unet", "unetpp", "attention_unet", "swinunetr")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(Strict):
+    card: str = "acdc_h5"
+    root: str | None = Field(None, description="overrides the card's layout.root")
+    image_size: tuple[int, int] = Field((128, 128), description="in-plane size the network sees; inverted on output")
+    limit: int | None = Field(None, description="use only the first N volumes of each split (smoke runs)")
+
+
+class ModelSection(Strict):
+    name: Literal["neunet", "unet", "unetpp", "attention_unet", "swinunetr"] = "neunet"
+    spatial_dims: Literal[2, 3] = 2
+    out_channels: int = 4
+    wavelet_bands: Literal["all", "approx", "detail"] = Field("all", description="neU-Net: which Haar sub-bands feed each encoder scale")
+    roi_size: tuple[int, ...] | None = Field(None, description="3D models: sliding-window patch size")
+
+
+class TrainSection(Strict):
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    augment: bool = True
+    flips: bool = Field(False, description="random left-right/up-down flips (orientation invariance costs Dice on ACDC)")
+    max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
+
+
+class SegmentationPipeline(Strict):
+    name: str = "segmentation"
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    backbone: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [1, 2, 2, 2], "norm": "instance"}
+    )
+    train: TrainSection = TrainSection()
+    seed: int = 0

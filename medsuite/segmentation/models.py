@@ -1,0 +1,59 @@
+"""One factory over neU-Net and the MONAI U-Net family; the backbone section shapes every encoder.
+
+MONAI's networks build their own encoders, so for them the ``backbone`` section gives channels and
+strides (``kind: cnn`` only); neU-Net builds its encoder with ``make_encoder`` and so takes any kind.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, SwinUNETR, UNet
+from torch import nn
+
+from medsuite.errors import MedsuiteError
+from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.neunet import NeUNet
+
+
+class FirstOutput(nn.Module):
+    """UNet++ returns a list of (deep-supervision) outputs; the full-resolution one is first."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
+
+
+def _plain_strides(strides: list) -> list[int]:
+    if any(not isinstance(s, int) for s in strides):
+        raise MedsuiteError("backbone.strides", "per-axis strides are supported by neunet only", "give integer strides or use model: neunet")
+    return [int(s) for s in strides]
+
+
+def make_model(config: SegmentationPipeline) -> nn.Module:
+    name, dims, out = config.model.name, config.model.spatial_dims, config.model.out_channels
+    backbone = {**config.backbone, "spatial_dims": dims}
+    if name == "neunet":
+        return NeUNet(backbone, out, bands=config.model.wavelet_bands)
+    if backbone.get("kind", "cnn") != "cnn":
+        raise MedsuiteError("backbone.kind", f"{name} builds its own CNN encoder (kind {backbone['kind']!r} asked)", "use model: neunet for snn/hebbian encoders")
+    channels = [int(c) for c in backbone.get("channels", (16, 32, 64, 128))]
+    strides = _plain_strides(list(backbone.get("strides", (1, 2, 2, 2))))
+    in_ch = int(backbone.get("in_channels", 1))
+    down = strides[1:]  # MONAI nets downsample from their first layer: the stem stage has no counterpart
+    if name == "unet":
+        return UNet(dims, in_ch, out, channels=channels, strides=down, num_res_units=1, norm="instance")
+    if name == "attention_unet":
+        return AttentionUnet(dims, in_ch, out, channels=channels, strides=down)
+    if name == "unetpp":
+        c = channels + [channels[-1] * 2] * (5 - len(channels))  # UNet++ has five fixed levels
+        return FirstOutput(BasicUNetPlusPlus(dims, in_ch, out, features=(c[0], c[0], c[1], c[2], c[3], c[0])))
+    if name == "swinunetr":
+        return SwinUNETR(in_ch, out, feature_size=12, spatial_dims=dims, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
+    raise MedsuiteError("model.name", f"unknown model {name!r}", "use neunet, unet, unetpp, attention_unet or swinunetr")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,127 @@
+"""Train a segmentation model from a pipeline YAML: DiceCE on 2D slices of a card's train split,
+validation Dice per epoch on whole volumes, resumable checkpoints carrying config and card id."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.losses import DiceCELoss
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medsuite.checkpoints import load_checkpoint, save_checkpoint
+from medsuite.data.cards import load_card
+from medsuite.data.datasets import make_loader
+from medsuite.errors import MedsuiteError
+from medsuite.io import write_json
+from medsuite.runtime import resolve_device, seed_everything
+from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.data import split_volumes, training_slices
+from medsuite.segmentation.evaluate import evaluate_volumes
+from medsuite.segmentation.models import make_model
+
+KIND = "segmentation"
+
+
+def load_encoder_init(model: torch.nn.Module, path: str | Path) -> None:
+    """Pretrained encoder weights (the pretext pipeline's ``kind="encoder"`` checkpoints) into ``model.encoder``."""
+    if not hasattr(model, "encoder"):
+        raise MedsuiteError(path, "this model builds its own encoder and cannot take --init", "use model: neunet")
+    ckpt = load_checkpoint(path, kind="encoder")
+    try:
+        model.encoder.load_state_dict(ckpt["state"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise MedsuiteError(path, f"encoder weights do not fit this model's backbone ({first})", "pretrain with the same backbone channels") from exc
+
+
+def _cosine_lr(optimiser: torch.optim.Optimizer, base: float, step_fraction: float, time_fraction: float) -> None:
+    """Cosine decay over whichever runs out first, the epochs or the wall-clock budget (``max_minutes``):
+    on a shared CPU the number of epochs that fit is unknown, and a schedule cut short never anneals."""
+    progress = min(max(step_fraction, time_fraction), 1.0)
+    for group in optimiser.param_groups:
+        group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
+    """Checked before each epoch (so a resumed run whose budget is spent trains no more): would the next
+    epoch, at the mean epoch time so far, end past ``max_minutes``?"""
+    if max_minutes is None or not history:
+        return False
+    return history[-1]["minutes"] * (1 + 1 / len(history)) > max_minutes
+
+
+def _checkpoint(path: Path, model, config: SegmentationPipeline, card_id: str, epoch: int, metrics: dict, **extra: Any) -> None:
+    save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, epoch=epoch, metrics=metrics, **extra)
+
+
+def train(
+    config: SegmentationPipeline,
+    out_dir: str | Path,
+    *,
+    max_epochs: int | None = None,
+    device: str = "auto",
+    init: str | Path | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train (or resume from ``out_dir/last.pt``); writes last.pt, best.pt (by validation mean Dice), history.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console = console or Console(stderr=True)
+    seed_everything(config.seed)
+    dev = resolve_device(device)
+    card = load_card(config.data.card)
+    slices = training_slices(card, config)
+    val = split_volumes(card, config, "val")
+    loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
+    model = make_model(config).to(dev)
+    epochs = max_epochs or config.train.epochs
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    total_steps = epochs * len(loader)
+    budget_s = config.train.max_minutes * 60 if config.train.max_minutes else None
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    start_epoch, best, history = 0, -1.0, []
+    last = out_dir / "last.pt"
+    if last.exists():  # resume
+        ckpt = load_checkpoint(last, kind=KIND, map_location=dev)
+        model.load_state_dict(ckpt["state"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        start_epoch, best, history = ckpt["epoch"], ckpt["best"], ckpt["history"]
+        console.print(f"resuming {last} after epoch {start_epoch}")
+    elif init is not None:
+        load_encoder_init(model, init)
+    began = time.perf_counter() - (history[-1]["minutes"] * 60 if history else 0.0)
+    step = start_epoch * len(loader)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task("train", total=epochs * len(loader), completed=start_epoch * len(loader), info="")
+        for epoch in range(start_epoch, epochs):
+            if _budget_spent(history, config.train.max_minutes):
+                console.print(f"stopping before epoch {epoch + 1} ({history[-1]['minutes']:.1f} min): another epoch would pass max_minutes {config.train.max_minutes}")
+                break
+            model.train()
+            total = 0.0
+            for batch in loader:
+                _cosine_lr(optimiser, config.train.lr, step / total_steps, (time.perf_counter() - began) / budget_s if budget_s else 0.0)
+                step += 1
+                optimiser.zero_grad(set_to_none=True)
+                loss = loss_fn(model(batch["image"].to(dev)), batch["label"].to(dev))
+                loss.backward()
+                optimiser.step()
+                total += loss.item()
+                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", info=f"loss {loss.item():.3f}")
+            metrics = evaluate_volumes(model, val, config)
+            entry = {"epoch": epoch + 1, "loss": total / len(loader), "val_mean_dice": metrics["mean_dice"], "minutes": (time.perf_counter() - began) / 60}
+            history.append(entry)
+            progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
+            if metrics["mean_dice"] > best:
+                best = metrics["mean_dice"]
+                _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
+            _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": metrics["mean_dice"]}, optimiser=optimiser.state_dict(), best=best, history=history)
+            write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
+    return {"best_val_mean_dice": best, "epochs": len(history), "history": history}
