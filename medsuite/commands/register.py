@@ -1,0 +1,109 @@
+"""``medsuite register`` (GIRNet pathological registration), ``medsuite train registration``, and its demo part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from medsuite.commands import train_app
+
+DEMO_ORDER = 10
+DEMO_STEPS = 40  # a shorter instance optimisation keeps the demo near a minute on a laptop CPU
+DEFAULT_PIPELINE = Path("pipelines/registration_girnet.yaml")
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "registration" / "girnet_mni152.pt"
+
+
+def _config(pipeline: Path | None):
+    from medsuite.config import REPO_ROOT, load_pipeline
+    from medsuite.registration.config import RegistrationConfig
+
+    if pipeline is not None:
+        return load_pipeline(pipeline, RegistrationConfig)
+    default = REPO_ROOT / DEFAULT_PIPELINE
+    return load_pipeline(default, RegistrationConfig) if default.is_file() else RegistrationConfig()
+
+
+def _checkpoint(model: str) -> Path | None:
+    """'auto': the shipped checkpoint when present; 'none': instance optimisation alone; else a path."""
+    if model == "none":
+        return None
+    if model == "auto":
+        return SHIPPED_CHECKPOINT if SHIPPED_CHECKPOINT.is_file() else None
+    return Path(model)
+
+
+def register_command(
+    fixed: Path = typer.Argument(..., help="Fixed image (healthy scan or atlas): NIfTI, MHA/NRRD or a DICOM folder."),
+    moving: Path = typer.Argument(..., help="Moving image (the scan with a lesion)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Results folder (default: <moving>_registered beside the moving image)."),
+    moving_labels: Path | None = typer.Option(None, "--moving-labels", help="Label map of the moving image to carry into fixed space."),
+    model: str = typer.Option("auto", "--model", help="Checkpoint: 'auto' (shipped), 'none' (instance optimisation only) or a path."),
+    steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
+    pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML (default pipelines/registration_girnet.yaml)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the optimisation runs on the CPU)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads (1 is best on a shared machine)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
+) -> None:
+    """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, ddf, Jacobian."""
+    import torch
+
+    from medsuite.registration.inference import register_files
+    from medsuite.runtime import resolve_device
+
+    resolve_device(device)  # validates the choice; small volumes optimise fastest on the CPU
+    torch.set_num_threads(threads)
+    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed)
+    console = Console(highlight=False)
+    if quiet:
+        console.print(str(folder))
+        return
+    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml")
+    console.print(f"results: [bold]{folder}[/bold]  (open with: medsuite view {folder})")
+
+
+def train_registration(
+    pipeline: Path = typer.Option(DEFAULT_PIPELINE, "--pipeline", help="Pipeline YAML."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, log)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoint."),
+    iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the pipeline's iterations."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train GIRNet's three modules by co-learning on generated MNI152 pathological pairs."""
+    import torch
+    from rich.progress import Progress
+
+    from medsuite.registration.train import train
+
+    config = _config(pipeline)
+    updates = {k: v for k, v in {"iterations": iterations, "seed": seed}.items() if v is not None}
+    config = config.model_copy(update={"train": config.train.model_copy(update=updates)})
+    torch.set_num_threads(1)
+    with Progress(disable=quiet) as progress:
+        task = progress.add_task("co-learning", total=config.train.iterations)
+        final = train(config, output, resume=resume, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
+    Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")
+
+
+def run_demo(out_dir: Path, console: Console) -> None:
+    """The embedded pathological pair (MNI152 + tumour, seed 0) registered into OUT/registration/."""
+    import torch
+
+    from medsuite.data.samples import write_pair, make_pathological_pair
+    from medsuite.registration.inference import register_files
+
+    torch.set_num_threads(1)
+    inputs = write_pair(make_pathological_pair(0), out_dir / "registration_inputs")
+    folder, report = register_files(
+        inputs["fixed"], inputs["moving"], out_dir / "registration", _config(None), moving_labels=inputs["moving_labels"], checkpoint=_checkpoint("auto"), steps=DEMO_STEPS
+    )
+    console.print(f"registration: {report['seconds']:.1f} s, folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml")
+    console.print(f"results in [bold]{folder}[/bold]; open with: medsuite view {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("register")(register_command)
+    train_app.command("registration")(train_registration)

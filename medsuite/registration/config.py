@@ -1,0 +1,54 @@
+"""The registration pipeline YAML (pipelines/registration_girnet.yaml), validated by pydantic."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from medsuite.backbones.base import EncoderSpec
+
+
+class LossWeights(BaseModel):
+    """GIRNet's terms; defaults follow the public code where it states them (smooth=3, inpainting (1, 2))."""
+
+    similarity: float = Field(1.0, description="local NCC between the inpainted moving image warped to fixed, and fixed")
+    symmetric: float = Field(1.0, description="SYM-Net inverse term: fixed warped by the inverse field vs the inpainted moving")
+    smooth: float = Field(3.0, description="diffusion regulariser of the velocity field (public code: --smooth 3)")
+    inpaint_fore: float = Field(1.0, description="inpainter: reconstruct a hidden region from its surroundings + atlas guide")
+    inpaint_back: float = Field(2.0, description="inpainter: reconstruct the surroundings of a hidden region")
+    generation: float = Field(1.0, description="mask generator: cover what the atlas-guided inpainting cannot reproduce")
+    mask_tv: float = Field(0.02, description="total variation of the lesion mask (compact masks)")
+
+
+class InstanceConfig(BaseModel):
+    """Instance optimisation on one pair: multi-resolution, coarse to fine."""
+
+    levels: list[int] = Field([4, 2], description="image downsampling factor per level")
+    steps: list[int] = Field([40, 30], description="Adam steps per level (--steps N scales them to sum to N)")
+    field_factor: int = Field(3, description="velocity grid downsampling (>= the level's): cheap integration, smooth fields")
+    learning_rate: float = 0.05
+    mask_learning_rate: float = 0.3
+    lesion_prior_logit: float = Field(-1.0, description="initial lesion logit without a trained mask generator")
+    window: int = 5
+    integration_steps: int = 7
+    lesion_threshold: float = Field(0.15, description="intensity gap (normalised) above which the mask grows")
+    lesion_warmup: float = Field(0.0, description="fraction of the finest level's steps before the mask starts learning")
+
+
+class TrainConfig(BaseModel):
+    pairs: int = 24
+    resolution_mm: float = 4.0
+    iterations: int = 300
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    checkpoint_every: int = 50
+    seed: int = 0
+
+
+class RegistrationConfig(BaseModel):
+    data_card: str = "mni152_sample"
+    backbone: EncoderSpec = Field(default_factory=lambda: EncoderSpec(kind="cnn", spatial_dims=3, in_channels=2, channels=[8, 16, 16], strides=[1, 2, 2]))
+    decoder_channels: list[int] = Field([16, 16], description="channels of the decoder stages (coarse to fine)")
+    prealign_iterations: int = 60
+    losses: LossWeights = Field(default_factory=LossWeights)
+    instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)

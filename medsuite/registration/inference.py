@@ -1,0 +1,223 @@
+"""``register_volumes``: the whole pipeline on two volumes; ``register_files``: the command's folder output.
+
+Steps: affine pre-alignment (SimpleITK, world space) -> moving resampled onto the fixed grid ->
+GIRNet instance optimisation (optionally from a trained checkpoint) -> total transform composed
+as one ITK displacement field (fixed world point -> moving world point, LPS mm).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+
+from medsuite.io import Volume, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
+from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.instance import optimise_pair
+from medsuite.registration.networks import GIRNet
+from medsuite.registration.prealign import affine_prealign
+from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, voxel_ddf_to_world_lps, warp
+
+OUTPUTS = {
+    "warped": "warped.nii.gz",
+    "lesion_mask": "lesion_mask.nii.gz",
+    "inpainted": "inpainted.nii.gz",
+    "ddf": "ddf.nii.gz",
+    "jacobian": "jacobian.nii.gz",
+}
+WARPED_LABELS = "warped_labels.nii.gz"
+
+
+@dataclass
+class Registration:
+    fixed: Volume
+    moving: Volume
+    ddf_lps: np.ndarray  # (X, Y, Z, 3) world mm (LPS), fixed grid: fixed point p -> moving point p + ddf(p)
+    warped: np.ndarray  # moving on the fixed grid (original intensities)
+    jacobian: np.ndarray  # of the deformable part, fixed grid
+    lesion: np.ndarray  # binary, moving grid
+    lesion_fixed: np.ndarray  # binary, fixed grid
+    inpainted: np.ndarray  # moving grid, moving intensity scale
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def folding_percent(self) -> float:
+        return folding_percent(self.jacobian)
+
+    @property
+    def lesion_volume_ml(self) -> float:
+        return float(self.lesion.sum() * self.moving.voxel_volume_ml)
+
+    def transform(self) -> sitk.DisplacementFieldTransform:
+        return displacement_transform(self.ddf_lps, self.fixed)
+
+    def warp_moving(self, array: np.ndarray, *, nearest: bool = False) -> np.ndarray:
+        """Any moving-grid array (labels, another contrast) through the total transform."""
+        return resample_moving(self.moving.with_array(array), self.fixed, self.transform(), nearest=nearest)
+
+
+def normalise(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Robust [0, 1] scaling (1st-99.5th percentile of non-zero voxels), so intensity scales do not matter."""
+    content = array[array != 0] if np.any(array != 0) else array.ravel()
+    low, high = np.percentile(content, [1.0, 99.5])
+    high = high if high > low else low + 1.0
+    return np.clip((array - low) / (high - low), 0.0, 1.5).astype(np.float32), float(low), float(high)
+
+
+def clean_mask(probability: np.ndarray) -> np.ndarray:
+    """Threshold, keep the largest connected region, fill holes: one lesion without speckle."""
+    binary = probability >= 0.5
+    labels, count = ndimage.label(binary)
+    if count == 0:
+        return binary
+    sizes = ndimage.sum(binary, labels, range(1, count + 1))
+    return ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
+
+
+def _to_moving_grid(array: np.ndarray, fixed: Volume, moving: Volume, prealign: sitk.AffineTransform, *, nearest: bool) -> np.ndarray:
+    """A pre-aligned-space array (fixed lattice) back onto the moving grid through the inverse affine."""
+    source = to_sitk(fixed, array.astype(np.float32))
+    reference = to_sitk(moving, np.zeros(moving.spatial_shape, np.float32))
+    result = sitk.Resample(source, reference, prealign.GetInverse(), sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear, 0.0)
+    return np.transpose(sitk.GetArrayFromImage(result), (2, 1, 0))
+
+
+def register_volumes(
+    fixed: Volume,
+    moving: Volume,
+    config: RegistrationConfig,
+    *,
+    model: GIRNet | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    use_segmentation: bool = True,
+    use_inpainting: bool = True,
+) -> Registration:
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    prealign = affine_prealign(fixed, moving, iterations=config.prealign_iterations, seed=seed)
+    premoved = resample_moving(moving, fixed, prealign)
+    seconds["prealign"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    fixed_n, _, _ = normalise(np.asarray(fixed.array, dtype=np.float32))
+    moving_n, low, high = normalise(premoved)
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
+    torch.manual_seed(seed)
+    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting)
+    seconds["deformable"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    forward = result.forward[0].numpy().astype(np.float64)
+    ddf_lps = voxel_ddf_to_world_lps(forward, fixed, prealign)
+    registration = Registration(
+        fixed=fixed,
+        moving=moving,
+        ddf_lps=ddf_lps,
+        warped=np.zeros(fixed.spatial_shape, np.float32),
+        jacobian=jacobian_determinant(forward).astype(np.float32),
+        lesion=np.zeros(moving.spatial_shape, bool),
+        lesion_fixed=np.zeros(fixed.spatial_shape, bool),
+        inpainted=np.zeros(moving.spatial_shape, np.float32),
+        seconds=seconds,
+    )
+    registration.warped = registration.warp_moving(np.asarray(moving.array, np.float32))
+    lesion_pre = clean_mask(result.lesion[0, 0].numpy())
+    registration.lesion = _to_moving_grid(lesion_pre.astype(np.float32), fixed, moving, prealign, nearest=True) > 0.5
+    lesion_fixed = torch.from_numpy(lesion_pre.astype(np.float32))[None, None]
+    registration.lesion_fixed = warp(lesion_fixed, result.forward)[0, 0].numpy() >= 0.5
+    inpainted = result.inpainted[0, 0].numpy() * (high - low) + low
+    registration.inpainted = np.where(registration.lesion, _to_moving_grid(inpainted, fixed, moving, prealign, nearest=False), moving.array).astype(np.float32)
+    seconds["outputs"] = time.perf_counter() - start
+    seconds["total"] = sum(seconds.values())
+    return registration
+
+
+def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tuple[GIRNet | None, RegistrationConfig]:
+    """A trained GIRNet and the config it was trained with (the checkpoint's config wins), or none."""
+    if checkpoint is None:
+        return None, config
+    from medsuite.checkpoints import load_checkpoint
+
+    payload = load_checkpoint(checkpoint, kind="registration")
+    trained = RegistrationConfig.model_validate(payload["config"])
+    model = GIRNet(trained)
+    model.load_state_dict(payload["state"])
+    model.eval()
+    return model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
+
+
+def default_output_dir(moving: Path) -> Path:
+    name = moving.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else moving.stem
+    return moving.parent / f"{stem}_registered"
+
+
+def register_files(
+    fixed_path: Path,
+    moving_path: Path,
+    out_dir: Path | None,
+    config: RegistrationConfig,
+    *,
+    moving_labels: Path | None = None,
+    checkpoint: Path | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+) -> tuple[Path, dict]:
+    """Read, register, write the result folder; returns (folder, report)."""
+    from medsuite.provenance import new_report
+
+    fixed, moving = read_3d(fixed_path), read_3d(moving_path)
+    labels = read_3d(moving_labels) if moving_labels is not None else None
+    if labels is not None and labels.spatial_shape != moving.spatial_shape:
+        from medsuite.errors import MedsuiteError
+
+        raise MedsuiteError(moving_labels, f"has shape {labels.spatial_shape}, the moving image {moving.spatial_shape}", "give the label map of the moving image")
+    out_dir = Path(out_dir) if out_dir is not None else default_output_dir(Path(moving_path))
+    inputs = [p for p in (fixed_path, moving_path, moving_labels) if p is not None]
+    for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
+        ensure_not_input(out_dir / name, inputs)
+    model, config = load_model(checkpoint, config)
+    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed)
+
+    affine_f, affine_m = fixed.affine, moving.affine
+    write = lambda name, array, affine, **kw: write_nifti(out_dir / name, array, affine, inputs=inputs, **kw)  # noqa: E731
+    write(OUTPUTS["warped"], result.warped.astype(np.float32), affine_f)
+    write(OUTPUTS["lesion_mask"], result.lesion.astype(np.uint8), affine_m)
+    write(OUTPUTS["inpainted"], result.inpainted, affine_m)
+    # NIfTI stores vectors in RAS; ITK (SimpleITK, ANTs, Slicer) flips x and y of an intent-1006 field to LPS on read.
+    ddf_ras = result.ddf_lps * np.array([-1.0, -1.0, 1.0])
+    write(OUTPUTS["ddf"], ddf_ras[:, :, :, None, :].astype(np.float32), affine_f, intent="displacement vector")
+    write(OUTPUTS["jacobian"], result.jacobian, affine_f)
+    outputs = dict(OUTPUTS)
+    if labels is not None:
+        warped_labels = result.warp_moving(np.asarray(labels.array), nearest=True)
+        write(WARPED_LABELS, warped_labels.astype(labels.array.dtype), affine_f)
+        outputs["warped_labels"] = WARPED_LABELS
+
+    parameters = {
+        "steps": steps if steps is not None else sum(config.instance.steps),
+        "seed": seed,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "config": config.model_dump(mode="json"),
+    }
+    report = new_report("register", inputs, parameters)
+    report.update(
+        {
+            "fixed": str(Path(fixed_path).resolve()),
+            "moving": str(Path(moving_path).resolve()),
+            "outputs": outputs,
+            "folding_percent": result.folding_percent,
+            "lesion_volume_ml": result.lesion_volume_ml,
+            "seconds": round(result.seconds["total"], 3),
+            "seconds_by_stage": {k: round(v, 3) for k, v in result.seconds.items()},
+            "ddf_convention": "world mm on the fixed grid, stored RAS (NIfTI intent 1006, read by ITK as LPS): fixed point p maps to moving point p + ddf(p)",
+        }
+    )
+    write_json(out_dir / "report.json", report)
+    return out_dir, report

@@ -1,0 +1,75 @@
+"""GIRNet's three modules, each an encoder (from ``make_encoder``) with a small U-Net decoder.
+
+- ``mask_generator``: pathological image -> lesion logits (where correspondence is absent).
+- ``inpainter``: (image with a hole, hole mask, atlas warped into the patient) -> filled image.
+- ``velocity_net``: (moving, fixed) -> stationary velocity. Made symmetric SYM-Net style by
+  antisymmetrising, v = (f(m, x) - f(x, m)) / 2, so exp(v) and exp(-v) are the forward and inverse maps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+
+from medsuite.backbones import make_encoder
+from medsuite.backbones.base import EncoderSpec
+from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.spatial import integrate
+
+
+class EncoderDecoder(nn.Module):
+    """Backbone encoder + upsample/concat/conv decoder back to the input grid, then a 1x1x1 head."""
+
+    def __init__(self, backbone: EncoderSpec, in_channels: int, out_channels: int, decoder_channels: list[int], zero_head: bool = False):
+        super().__init__()
+        self.encoder = make_encoder(backbone, in_channels=in_channels)
+        dims = backbone.spatial_dims
+        skips = self.encoder.out_channels[::-1]  # coarse first
+        blocks, previous = [], skips[0]
+        for skip, channels in zip(skips[1:], decoder_channels):
+            blocks.append(Convolution(dims, previous + skip, channels, kernel_size=3, norm=None, act="leakyrelu"))
+            previous = channels
+        self.decoder = nn.ModuleList(blocks)
+        self.head = Convolution(dims, previous, out_channels, kernel_size=1, conv_only=True)
+        if zero_head:  # a velocity net starts at the identity transform
+            nn.init.zeros_(self.head.conv.weight)
+            nn.init.zeros_(self.head.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)[::-1]
+        y = features[0]
+        for block, skip in zip(self.decoder, features[1:]):
+            y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        if y.shape[2:] != x.shape[2:]:
+            y = F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
+        return self.head(y)
+
+
+class GIRNet(nn.Module):
+    def __init__(self, config: RegistrationConfig):
+        super().__init__()
+        spec, decoder = config.backbone, list(config.decoder_channels)
+        self.integration_steps = config.instance.integration_steps
+        self.mask_generator = EncoderDecoder(spec, 1, 1, decoder)
+        self.inpainter = EncoderDecoder(spec, 3, 1, decoder)
+        self.velocity_net = EncoderDecoder(spec, 2, 3, decoder, zero_head=True)
+
+    def velocity(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        forward = self.velocity_net(torch.cat([moving, fixed], dim=1))
+        backward = self.velocity_net(torch.cat([fixed, moving], dim=1))
+        return 0.5 * (forward - backward)
+
+    def flows(self, velocity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forward, inverse) voxel displacements by scaling and squaring."""
+        return integrate(velocity, self.integration_steps), integrate(-velocity, self.integration_steps)
+
+    def lesion_logits(self, moving: torch.Tensor) -> torch.Tensor:
+        return self.mask_generator(moving)
+
+    def inpaint(self, image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Fill ``hole`` of ``image`` guided by the atlas in the patient's space; outside the hole, the image."""
+        filled = self.inpainter(torch.cat([image * (1 - hole), hole, guide], dim=1))
+        return image * (1 - hole) + filled * hole

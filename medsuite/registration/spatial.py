@@ -1,0 +1,108 @@
+"""Spatial transforms: velocity integration, warping, Jacobians, and world-space (ITK) fields.
+
+Fields inside the networks are dense displacements in *voxel* units of the fixed grid, channels
+first (B, 3, X, Y, Z), the convention of MONAI's ``Warp`` and ``DVF2DDF``. Only the written
+``ddf.nii.gz`` is in world millimetres (ITK's LPS physical space, fixed point -> moving point).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import DVF2DDF, Warp
+
+from medsuite.io import LPS_TO_RAS, Volume, to_sitk
+
+with warnings.catch_warnings():  # MONAI notes it uses torch's grid_sample: that is what we want on CPU
+    warnings.simplefilter("ignore", UserWarning)
+    _WARP = {mode: Warp(mode=mode, padding_mode="border") for mode in ("bilinear", "nearest")}
+
+
+def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``image`` (B, C, X, Y, Z) sampled at x + ddf(x) (voxels)."""
+    return _WARP[mode](image, ddf)
+
+
+def integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
+    """Scaling and squaring of a stationary velocity field: a diffeomorphic displacement."""
+    return _integrator(steps)(velocity)
+
+
+@functools.lru_cache(maxsize=4)
+def _integrator(steps: int) -> DVF2DDF:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return DVF2DDF(num_steps=steps, mode="bilinear", padding_mode="zeros")
+
+
+def resize_field(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Resample a voxel-unit field to another grid size over the same extent, rescaling its vectors."""
+    if tuple(field.shape[2:]) == tuple(shape):
+        return field
+    scale = torch.tensor([n / m for n, m in zip(shape, field.shape[2:])], dtype=field.dtype, device=field.device)
+    resized = F.interpolate(field, size=tuple(shape), mode="trilinear", align_corners=True)
+    return resized * scale.view(1, 3, 1, 1, 1)
+
+
+def resize_image(image: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return F.interpolate(image, size=tuple(shape), mode="trilinear", align_corners=True)
+
+
+def jacobian_determinant(ddf: np.ndarray) -> np.ndarray:
+    """det(I + grad u) of a voxel-unit displacement (3, X, Y, Z); values <= 0 are folds."""
+    grads = np.stack([np.stack(np.gradient(ddf[c]), axis=0) for c in range(3)], axis=0)  # (3, 3, X, Y, Z)
+    jac = grads + np.eye(3)[:, :, None, None, None]
+    return np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
+
+
+def folding_percent(jacobian: np.ndarray, mask: np.ndarray | None = None) -> float:
+    values = jacobian if mask is None else jacobian[mask > 0]
+    return float(100.0 * np.mean(values <= 0)) if values.size else 0.0
+
+
+def voxel_ddf_to_world_lps(ddf_vox: np.ndarray, fixed: Volume, prealign: sitk.AffineTransform) -> np.ndarray:
+    """Total transform as an ITK displacement (X, Y, Z, 3) in LPS mm: fixed point p -> T_affine(p + u(p)) - p.
+
+    ``ddf_vox`` (3, X, Y, Z) is the deformable part on the fixed grid (voxels); ``prealign`` maps fixed
+    physical points to moving physical points (SimpleITK's resampling convention).
+    """
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in fixed.spatial_shape], indexing="ij"), axis=-1)
+    lps_affine = LPS_TO_RAS @ fixed.affine
+    points = grid @ lps_affine[:3, :3].T + lps_affine[:3, 3]
+    deformed = (grid + np.moveaxis(ddf_vox, 0, -1)) @ lps_affine[:3, :3].T + lps_affine[:3, 3]
+    moved = apply_affine_transform(prealign, deformed.reshape(-1, 3)).reshape(deformed.shape)
+    return (moved - points).astype(np.float64)
+
+
+def affine_matrix(transform: sitk.AffineTransform) -> np.ndarray:
+    """The 4x4 homogeneous matrix (LPS) of a SimpleITK affine transform."""
+    linear = np.asarray(transform.GetMatrix()).reshape(3, 3)
+    centre = np.asarray(transform.GetCenter())
+    matrix = np.eye(4)
+    matrix[:3, :3] = linear
+    matrix[:3, 3] = np.asarray(transform.GetTranslation()) + centre - linear @ centre
+    return matrix
+
+
+def apply_affine_transform(transform: sitk.AffineTransform, points: np.ndarray) -> np.ndarray:
+    matrix = affine_matrix(transform)
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def resample_moving(moving: Volume, fixed: Volume, transform: sitk.Transform, *, nearest: bool = False, default: float = 0.0) -> np.ndarray:
+    """Moving image on the fixed grid through a fixed->moving transform, as an (X, Y, Z) array."""
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    moving_image = to_sitk(moving, np.asarray(moving.array, dtype=np.float32 if not nearest else moving.array.dtype))
+    result = sitk.Resample(moving_image, to_sitk(fixed, np.zeros(fixed.spatial_shape, np.float32)), transform, interpolator, default)
+    return np.transpose(sitk.GetArrayFromImage(result), (2, 1, 0))
+
+
+def displacement_transform(ddf_lps: np.ndarray, fixed: Volume) -> sitk.DisplacementFieldTransform:
+    """A SimpleITK transform from an (X, Y, Z, 3) LPS displacement on the fixed grid."""
+    image = to_sitk(fixed, ddf_lps.astype(np.float64))
+    return sitk.DisplacementFieldTransform(sitk.Cast(image, sitk.sitkVectorFloat64))

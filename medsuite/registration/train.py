@@ -1,0 +1,129 @@
+"""Co-learning trainer: per iteration one step for each module with the other two frozen (GIRNet).
+
+Pairs come from ``make_pathological_pair`` (pre-aligned by their known world affines here, since
+training teaches the deformable part). No label is used for training; the known lesion only
+reports the mask Dice in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from medsuite.checkpoints import load_checkpoint, save_checkpoint
+from medsuite.data.samples import make_pathological_pair
+from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.inference import normalise
+from medsuite.registration.instance import inside_head
+from medsuite.registration.losses import dissimilarity_map, generation_loss, inpainting_loss, masked_lncc_loss, smoothness_loss
+from medsuite.registration.networks import GIRNet
+from medsuite.registration.spatial import resample_moving, warp
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "girnet.pt"
+
+
+def make_training_pairs(config: RegistrationConfig) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(fixed, moving on the fixed grid, lesion on the fixed grid) tensors at the training resolution."""
+    pairs = []
+    for index in range(config.train.pairs):
+        pair = make_pathological_pair(1000 + config.train.seed * 1000 + index, resolution_mm=config.train.resolution_mm)
+        transform = sitk.AffineTransform(3)  # identity in world: the affines alone undo the rotation
+        moving = resample_moving(pair.moving, pair.fixed, transform)
+        lesion = resample_moving(pair.lesion_mask, pair.fixed, transform, nearest=True)
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        pairs.append((as_tensor(normalise(pair.fixed.array)[0]), as_tensor(normalise(moving)[0]), as_tensor(lesion)))
+    return pairs
+
+
+def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """A random box to hide for the inpainter's self-supervised fill."""
+    hole = torch.zeros(1, 1, *shape)
+    size = [max(2, int(n * 0.25)) for n in shape]
+    start = [int(torch.randint(0, n - s, (1,), generator=generator)) for n, s in zip(shape, size)]
+    hole[..., start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]] = 1
+    return hole
+
+
+def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator) -> dict[str, float]:
+    fixed, moving, _ = batch
+    weights, io = config.losses, config.instance
+    losses = {}
+
+    # Registration: the inpainted patient image vs the atlas, mask and inpainter frozen.
+    with torch.no_grad():
+        mask = torch.sigmoid(model.lesion_logits(moving))
+    velocity = model.velocity(moving, fixed)
+    forward, inverse = model.flows(velocity)
+    guide = warp(fixed, inverse)
+    with torch.no_grad():
+        patient = model.inpaint(moving, mask, guide)
+    loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, io.window)
+    loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, io.window) + weights.smooth * smoothness_loss(velocity)
+    optimisers["reg"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimisers["reg"].step()
+    losses["reg"] = float(loss.detach())
+    guide = guide.detach()
+
+    # Inpainting: fill a random hidden box of the patient image from its surroundings and the guide.
+    hole = _random_hole(tuple(moving.shape[2:]), generator) * (1 - mask)
+    filled = model.inpainter(torch.cat([moving * (1 - hole), hole, guide], dim=1))
+    loss = inpainting_loss(filled, moving, hole, weights.inpaint_fore, weights.inpaint_back)
+    optimisers["inp"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimisers["inp"].step()
+    losses["inp"] = float(loss.detach())
+
+    # Generation: the mask covers what the atlas-guided inpainting cannot reproduce.
+    with torch.no_grad():
+        reconstruction = model.inpaint(moving, torch.ones_like(moving), guide)
+        gap = dissimilarity_map(moving, reconstruction) * inside_head(guide)
+    mask = torch.sigmoid(model.lesion_logits(moving))
+    loss = weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv)
+    optimisers["gen"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimisers["gen"].step()
+    losses["gen"] = float(loss.detach())
+    return losses
+
+
+def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None) -> Path:
+    """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.train.seed)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    model = GIRNet(config)
+    optimisers = {
+        name: torch.optim.AdamW(module.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
+        for name, module in (("reg", model.velocity_net), ("inp", model.inpainter), ("gen", model.mask_generator))
+    }
+    start = 0
+    if resume and (run_dir / CHECKPOINT).is_file():
+        payload = load_checkpoint(run_dir / CHECKPOINT, kind="registration")
+        model.load_state_dict(payload["state"])
+        for name, state in payload["optimisers"].items():
+            optimisers[name].load_state_dict(state)
+        start = payload["iteration"]
+    pairs = make_training_pairs(config)
+    log = (run_dir / "log.jsonl").open("a")
+    began = time.perf_counter()
+    for iteration in range(start, config.train.iterations):
+        batch = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+        losses = co_learning_step(model, optimisers, batch, config, generator)
+        record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if progress is not None:
+            progress(iteration + 1, losses)
+        if (iteration + 1) % config.train.checkpoint_every == 0 or iteration + 1 == config.train.iterations:
+            state = {name: opt.state_dict() for name, opt in optimisers.items()}
+            save_checkpoint(run_dir / CHECKPOINT, kind="registration", state=model.state_dict(), config=config.model_dump(mode="json"), optimisers=state, iteration=iteration + 1)
+    log.close()
+    return save_checkpoint(run_dir / FINAL, kind="registration", state=model.state_dict(), config=config.model_dump(mode="json"), iteration=config.train.iterations)

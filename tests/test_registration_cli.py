@@ -1,0 +1,51 @@
+"""`medsuite register` refuses bad inputs with one line and exit 2, never overwriting inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsuite.cli import main
+from medsuite.io import write_nifti
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def _run(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["register", *args])
+    return exit_info.value.code, capsys.readouterr().err.strip()
+
+
+@pytest.fixture
+def good(tmp_path):
+    return write_nifti(tmp_path / "good.nii.gz", np.random.default_rng(0).random((8, 8, 8)).astype(np.float32), AFFINE)
+
+
+@pytest.mark.parametrize(
+    "name, array",
+    [
+        ("flat2d.nii.gz", np.ones((8, 8), np.float32)),
+        ("series4d.nii.gz", np.random.default_rng(1).random((8, 8, 8, 3)).astype(np.float32)),
+        ("nan.nii.gz", np.where(np.eye(8)[:, :, None] > 0, np.nan, 1.0).repeat(8, axis=2).astype(np.float32)),
+        ("empty.nii.gz", np.zeros((8, 8, 8), np.float32)),
+    ],
+)
+def test_bad_moving_image_is_one_line_exit_2(tmp_path, capsys, good, name, array):
+    bad = write_nifti(tmp_path / name, array, AFFINE)
+    code, err = _run(capsys, str(good), str(bad))
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and name in err
+
+
+def test_missing_file_is_one_line_exit_2(capsys, good):
+    code, err = _run(capsys, "/no/such.nii.gz", str(good))
+    assert code == 2 and len(err.splitlines()) == 1 and "no such file" in err
+
+
+def test_output_over_an_input_is_refused_before_any_work(tmp_path, capsys, good):
+    moving = write_nifti(tmp_path / "warped.nii.gz", np.random.default_rng(2).random((8, 8, 8)).astype(np.float32), AFFINE)
+    before = moving.read_bytes()
+    code, err = _run(capsys, str(good), str(moving), "-o", str(tmp_path))
+    assert code == 2 and "would overwrite an input" in err
+    assert moving.read_bytes() == before
