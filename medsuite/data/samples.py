@@ -21,6 +21,19 @@ from medsuite.io import Volume, write_nifti
 TISSUE_LABELS = {0: "background", 1: "grey matter", 2: "white matter"}
 
 
+def oblique_affine(spacing=(1.2, 0.9, 3.0), angles_deg=(20.0, -15.0, 30.0), origin=(-40.0, 25.5, 10.0)) -> np.ndarray:
+    """A rotated, anisotropic voxel-to-RAS affine (rotations about x, then y, then z), as scanners write
+    for planned oblique acquisitions: generated test and demo volumes use it to prove geometry is kept."""
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ ry @ rx @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return affine
+
+
 def mni152_paths() -> dict[str, Path]:
     """The ICBM 2009a symmetric T1 and GM/WM probability maps that nilearn ships in its wheel."""
     import nilearn

@@ -6,19 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from medsuite.data.samples import oblique_affine
 from medsuite.io import Volume
-
-
-def oblique_affine(spacing=(1.5, 1.5, 8.0), angles_deg=(20.0, -35.0, 10.0), origin=(-110.0, 60.0, 30.0)) -> np.ndarray:
-    """A rotated (non-diagonal) voxel-to-RAS affine, like a planned short-axis stack."""
-    ax, ay, az = np.deg2rad(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rz @ ry @ rx @ np.diag(spacing)
-    affine[:3, 3] = origin
-    return affine
 
 
 def synthetic_short_axis(shape=(144, 128, 9), seed: int = 0, affine: np.ndarray | None = None) -> tuple[Volume, np.ndarray]:
@@ -45,4 +34,4 @@ def synthetic_short_axis(shape=(144, 128, 9), seed: int = 0, affine: np.ndarray 
     image = np.where(labels > 0, intensity, body[..., None])
     image = ndimage.gaussian_filter(image, sigma=(1.0, 1.0, 0.0)) + rng.normal(0, 0.03, shape).astype(np.float32)
     image = (np.clip(image, 0, None) * 1000).astype(np.float32)
-    return Volume(array=image, affine=oblique_affine() if affine is None else affine), labels
+    return Volume(array=image, affine=oblique_affine(spacing=(1.5, 1.5, 8.0), angles_deg=(20.0, -35.0, 10.0), origin=(-110.0, 60.0, 30.0)) if affine is None else affine), labels
