@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError
-from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, sha256_file, write_json
+from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, image_kind, sha256_file, write_json
 from medsuite.provenance import new_report
 
 log = logging.getLogger("medsuite.batch")
@@ -62,6 +62,7 @@ def find_cases(inputs: Iterable[str | Path], *, case_kind: Callable[[Path], bool
         if not item.exists():
             raise MedsuiteError(item, "no such file or folder", "check the path")
         if item.is_file():
+            image_kind(item)  # a named file of an unsupported format is a usage error, not a failed case
             found.append(item)
         elif (case_kind or _looks_like_dicom_folder)(item):
             found.append(item)

@@ -36,6 +36,8 @@ def test_cases_from_files_folders_and_dicom_series(tmp_path):
     assert [c.name for c in find_cases([tmp_path / "in" / "a.nii.gz", tmp_path / "in" / "a.nii.gz"])] == ["a", "a_2"]
     with pytest.raises(MedsuiteError, match="no such file"):
         find_cases([tmp_path / "nope"])
+    with pytest.raises(MedsuiteError, match="not a supported image format"):
+        find_cases([tmp_path / "in" / "notes.txt"])
 
 
 def test_failures_are_logged_resume_skips_done_cases(tmp_path):
