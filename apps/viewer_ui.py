@@ -179,19 +179,34 @@ def download_png(label: str, rgb: np.ndarray, name: str, key: str) -> None:
 
 
 def upload_volume() -> Path | None:
-    """A NIfTI or DICOM file from the browser, saved to a private temp file; None if none given."""
-    uploaded = st.sidebar.file_uploader("Upload a NIfTI (.nii, .nii.gz) or DICOM (.dcm)", type=["nii", "gz", "dcm"], key="upload")
-    if uploaded is None:
+    """A NIfTI file, or the files of one DICOM series, from the browser, saved under a private temp
+    folder named by content (so reruns find the same files and the volume cache); None if none given."""
+    uploads = st.sidebar.file_uploader(
+        "Upload a NIfTI (.nii, .nii.gz) or all files of one DICOM series (.dcm)", type=["nii", "gz", "dcm"], accept_multiple_files=True, key="upload"
+    )
+    if not uploads:
         return None
-    data = uploaded.getvalue()
-    name = uploaded.name.lower()
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
-    # Named by content, so reruns find the same file (and the volume cache) instead of a new copy.
-    folder = Path(tempfile.gettempdir()) / "medsuite-uploads" / hashlib.sha256(data).hexdigest()[:16]
-    target = folder / f"upload{suffix}"
+    digest = hashlib.sha256()
+    for item in uploads if all(u.name.lower().endswith(".dcm") for u in uploads) else uploads[-1:]:
+        digest.update(item.name.encode() + item.getvalue())
+    folder = Path(tempfile.gettempdir()) / "medsuite-uploads" / digest.hexdigest()[:16]
+    if all(item.name.lower().endswith(".dcm") for item in uploads):
+        series = folder / "series"
+        if not series.is_dir():
+            partial_dir = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None))
+            for i, item in enumerate(uploads):
+                (partial_dir / f"{i:04d}.dcm").write_bytes(item.getvalue())
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(partial_dir, series)  # a half-written series is never read
+        return series
+    newest = uploads[-1]  # the uploader keeps earlier files: show the one just added
+    if len(uploads) > 1:
+        st.sidebar.info(f"One volume at a time: showing {newest.name}.")
+    name = newest.name.lower()
+    target = folder / f"upload{'.nii.gz' if name.endswith('.nii.gz') else Path(name).suffix}"
     if not target.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(newest.getvalue())
     return target
 
 

@@ -128,3 +128,17 @@ def test_corrupt_upload_shows_an_error_and_the_app_keeps_working(page, server: s
     chooser.set_input_files(str(good))
     page.get_by_text("voxels of 1.00 × 1.00 × 2.00 mm").wait_for()
     assert page.get_by_text("Cannot open the upload").count() == 0
+
+
+def test_dicom_series_upload_opens_as_one_volume(page, server: str, tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests" / "98892001" / "CT5N"
+    series = [tmp_path / f"{f.name}.dcm" for f in sorted(source.iterdir())]
+    for copy, original in zip(series, sorted(source.iterdir())):
+        copy.write_bytes(original.read_bytes())
+    page.goto(server)
+    page.get_by_text("Look at an image").wait_for()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files([str(f) for f in series])
+    page.get_by_text("voxels of").wait_for()  # the five slices read as one 3D series
+    assert page.get_by_text("Cannot open the upload").count() == 0
