@@ -131,24 +131,24 @@ def run_batch(
             for case in cases:
                 progress.update(task, description=f"{command} {case.name}")
                 if resume and all(p.exists() for p in outputs_of(case)):
-                    report["cases"][case.name] = previous.get(case.name, {"input": str(case.path)}) | {"status": "skipped (done)"}
+                    report["cases"][case.name] = previous.get(case.name, {"input": str(case.path.resolve())}) | {"status": "skipped (done)"}
                     log.info("skip %s: outputs present", case.name)
                     progress.advance(task)
                     continue
                 start = time.perf_counter()
                 try:
                     figures = process(case)
-                    entry = {"input": str(case.path), "sha256": sha256_file(case.path), "status": "done", "seconds": round(time.perf_counter() - start, 3), **figures}
+                    entry = {"input": str(case.path.resolve()), "sha256": sha256_file(case.path), "status": "done", "seconds": round(time.perf_counter() - start, 3), **figures}
                     log.info("done %s in %.2fs", case.name, entry["seconds"])
                 except MedsuiteError as exc:
                     failures.append((case, exc.line()))
-                    entry = {"input": str(case.path), "status": "failed", "error": exc.line()}
+                    entry = {"input": str(case.path.resolve()), "status": "failed", "error": exc.line()}
                     log.error("failed %s: %s", case.name, exc.line())
                     console.print(f"error: {exc.line()}", markup=False, highlight=False)
                 except Exception as exc:  # one broken case must not stop the night's run
                     message = f"{case.path}: internal error ({type(exc).__name__}: {exc})"
                     failures.append((case, message))
-                    entry = {"input": str(case.path), "status": "failed", "error": message}
+                    entry = {"input": str(case.path.resolve()), "status": "failed", "error": message}
                     log.error("failed %s:\n%s", case.name, traceback.format_exc())
                     console.print(f"error: {message}", markup=False, highlight=False)
                 report["cases"][case.name] = entry
