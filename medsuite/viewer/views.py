@@ -30,6 +30,17 @@ def load_canonical(path: str | Path) -> Volume:
     return to_canonical(require_3d(read_image(path)))
 
 
+def windowed_plane(
+    array: np.ndarray, spacing: np.ndarray, plane: str, voxel: tuple[int, int, int], level: float, width: float, scale: float | None = None
+) -> tuple[np.ndarray, int, tuple[float, float], float]:
+    """The windowed grey plane through ``voxel`` at true aspect: (RGB, slice index, pixel mm, scale)."""
+    index = slice_index(plane, voxel)
+    pixel_mm = plane_spacing(spacing, plane)
+    grey = plane_slice(array, plane, index)
+    scale = fit_scale(grey.shape, pixel_mm) if scale is None else scale
+    return grey_to_rgb(with_aspect(apply_window(grey, level, width), pixel_mm, scale=scale)), index, pixel_mm, scale
+
+
 def render_view(
     array: np.ndarray,
     spacing: np.ndarray,
@@ -49,11 +60,7 @@ def render_view(
     The image is resampled linearly, the labels by nearest neighbour, and only then blended, so
     label borders stay sharp and outlines one screen pixel thick.
     """
-    index = slice_index(plane, voxel)
-    pixel_mm = plane_spacing(spacing, plane)
-    grey = plane_slice(array, plane, index)
-    scale = fit_scale(grey.shape, pixel_mm) if scale is None else scale
-    rgb = grey_to_rgb(with_aspect(apply_window(grey, level, width), pixel_mm, scale=scale))
+    rgb, index, pixel_mm, scale = windowed_plane(array, spacing, plane, voxel, level, width, scale)
     if labels is not None:
         shown = with_aspect(plane_slice(labels, plane, index), pixel_mm, scale=scale, nearest=True)
         rgb = overlay_labels(rgb, shown, opacity=opacity, outline=outline)
@@ -107,13 +114,10 @@ def grid_view(
     The displacement is resampled to the screen and rescaled to screen pixels per axis, so lines
     stay one pixel thin and the grid is square in millimetres whatever the voxel size.
     """
-    index = slice_index(plane, voxel)
-    pixel_mm = plane_spacing(spacing, plane)
-    grey = plane_slice(array, plane, index)
-    scale = fit_scale(grey.shape, pixel_mm)
-    rgb = grey_to_rgb(with_aspect(apply_window(grey, level, width), pixel_mm, scale=scale))
+    rgb, index, pixel_mm, scale = windowed_plane(array, spacing, plane, voxel, level, width)
     shown = with_aspect(plane_displacement(displacement_vox, plane, index).astype(np.float32), pixel_mm, scale=scale)
-    per_voxel = np.array([rgb.shape[0] / grey.shape[0], rgb.shape[1] / grey.shape[1]], dtype=np.float32)
+    plane_shape = plane_slice(array, plane, index).shape
+    per_voxel = np.array([rgb.shape[0] / plane_shape[0], rgb.shape[1] / plane_shape[1]], dtype=np.float32)
     step = max(2, int(round(grid_mm * per_voxel[0] / pixel_mm[0])))  # screen pixels per grid_mm
     lines = deformed_grid(shown * per_voxel, step)
     return add_crosshair(paint(rgb, lines), plane, voxel, array.shape)
