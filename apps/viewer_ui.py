@@ -22,7 +22,7 @@ from medsuite.io import Volume, read_image
 from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
 from medsuite.viewer.overlay import label_volumes_ml
-from medsuite.viewer.results import RESULTS_ENV, ResultFolder, find_results, model_version, of_kind, read_result, safe_path
+from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, model_version, of_kind, read_result, safe_path
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
 from medsuite.viewer.slicing import PLANES, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
 from medsuite.viewer.views import load_canonical, render_view
@@ -93,6 +93,12 @@ def pick_result(kind: str, root: Path) -> ResultFolder | None:
     labels = [str(r.path.relative_to(root)) if root in r.path.parents else str(r.path) for r in results]
     index = st.sidebar.selectbox(f"{kind.capitalize()} result", range(len(results)), format_func=lambda i: labels[i], key=f"{kind}_result")
     return results[index]
+
+
+def energy_caption(report: dict[str, Any]) -> None:
+    summary = energy_summary(report)
+    if summary:
+        st.sidebar.caption(summary)
 
 
 def window_controls(key: str) -> str:

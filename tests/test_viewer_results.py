@@ -81,3 +81,12 @@ def test_view_binds_localhost_unless_told(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(_build(), ["view", str(tmp_path / "missing")])
     assert result.exit_code != 0 and "is not a folder" in str(result.exception)
+
+
+def test_energy_summary_reads_the_report_estimate():
+    from medsuite.viewer.results import energy_summary
+
+    report = {"energy": {"macs": 1_000_000, "acs": 250_000, "energy_mj": 0.004825, "convention": "45nm: 4.6 pJ/MAC, 0.9 pJ/AC", "per": "image"}}
+    line = energy_summary(report)
+    assert line.startswith("Estimated inference energy per image: 0.00483 mJ (1,000,000 MACs, 250,000 synaptic ACs; 45nm")
+    assert energy_summary({}) is None and energy_summary({"energy": {"note": "no network"}}) is None

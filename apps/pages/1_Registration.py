@@ -24,6 +24,7 @@ root = ui.setup("Registration review")
 result = ui.pick_result("register", root)
 if result is None:
     st.stop()
+ui.energy_caption(result.report)
 report, outputs = result.report, result.report.get("outputs", {})
 try:
     inputs = [item["path"] for item in report.get("inputs", [])]

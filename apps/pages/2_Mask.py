@@ -17,6 +17,7 @@ root = ui.setup("Mask review")
 result = ui.pick_result("segment", root)
 if result is None:
     st.stop()
+ui.energy_caption(result.report)
 names = {int(k): v for k, v in (result.report.get("labels") or {}).items()}
 cases = {name: entry for name, entry in (result.report.get("cases") or {}).items() if entry.get("output")}
 if not cases:

@@ -34,6 +34,7 @@ root = ui.setup("Concept explanation")
 result = ui.pick_result("classify", root)
 if result is None:
     st.stop()
+ui.energy_caption(result.report)
 cases = {name: entry for name, entry in (result.report.get("cases") or {}).items() if entry.get("prediction")}
 if not cases:
     st.warning(f"{result.path}/report.json lists no classified case")

@@ -95,3 +95,16 @@ def model_version(report: dict[str, Any]) -> str:
         if params.get(key):
             return str(params[key])
     return f"medsuite {report.get('versions', {}).get('medsuite', 'unknown')}"
+
+
+def energy_summary(report: dict[str, Any]) -> str | None:
+    """One line on the model's estimated inference energy, when the result's report carries one."""
+    energy = report.get("energy") or {}
+    if energy.get("energy_mj") is None:
+        return None
+    per = f" per {energy['per']}" if energy.get("per") else ""
+    return (
+        f"Estimated inference energy{per}: {energy['energy_mj']:.3g} mJ "
+        f"({int(energy.get('macs', 0)):,} MACs, {int(energy.get('acs', 0)):,} synaptic ACs; {energy.get('convention', '45 nm')}). "
+        "An estimate from operation counts, not a measurement."
+    )
