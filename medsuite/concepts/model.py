@@ -12,6 +12,8 @@ A missing modality's concept scores are 0 (on the hyperplane: no evidence either
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -68,6 +70,36 @@ def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator)
     return keep
 
 
+def fit_minibatches(
+    module: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    n_items: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> list[float]:
+    """Shuffled minibatch epochs over ``n_items``: ``batch_loss(indices)`` gives each step's loss.
+
+    Returns the mean loss per epoch and leaves the module in eval mode.
+    """
+    history = []
+    module.train()
+    for _ in range(epochs):
+        order, total = torch.randperm(n_items, generator=generator), 0.0
+        for start in range(0, n_items, batch_size):
+            idx = order[start : start + batch_size]
+            loss = batch_loss(idx)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        history.append(total / n_items)
+    module.eval()
+    return history
+
+
 def train_modality_net(net: ModalityNet, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int) -> list[float]:
     """Per-image classification (each phase carries its patient's label); returns the loss per epoch."""
     n, phases = images.shape[:2]
@@ -76,23 +108,14 @@ def train_modality_net(net: ModalityNet, images: np.ndarray, labels: np.ndarray,
     weights = class_weights(labels, net.head.out_features)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    history = []
-    net.train()
-    for _ in range(epochs):
-        order, total = torch.randperm(len(x), generator=generator), 0.0
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            batch = x[idx]
-            flip = torch.rand(len(idx), generator=generator) < 0.5  # fundus and B-scan have no preferred left/right
-            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-            loss = F.cross_entropy(net(batch), y[idx], weight=weights)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(x))
-    net.eval()
-    return history
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        batch = x[idx]
+        flip = torch.rand(len(idx), generator=generator) < 0.5  # fundus and B-scan have no preferred left/right
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        return F.cross_entropy(net(batch), y[idx], weight=weights)
+
+    return fit_minibatches(net, optimiser, batch_loss, len(x), epochs=epochs, batch_size=batch_size, generator=generator)
 
 
 @torch.no_grad()
@@ -213,24 +236,15 @@ def train_joint(model: JointCBM, images: dict[str, np.ndarray], labels: np.ndarr
     optimiser = torch.optim.Adam([{"params": model.nets.parameters(), "lr": lr}, {"params": heads, "lr": 20 * lr}])
     tensors = {m: torch.from_numpy(a) for m, a in images.items()}
     y, pos, use, pres = (torch.from_numpy(a) for a in (labels.astype(np.int64), positive.astype(np.float32), usable.astype(np.float32), present))
-    history = []
-    model.train()
-    for _ in range(epochs):
-        order, total = torch.randperm(len(y), generator=generator), 0.0
-        for start in range(0, len(y), batch_size):
-            idx = order[start : start + batch_size]
-            keep = drop_modalities(pres[idx], dropout, generator)
-            logits, s = model({m: t[idx] for m, t in tensors.items()}, keep)
-            seen = torch.zeros_like(s, dtype=torch.bool)
-            for m, modality in enumerate(model.modalities):
-                seen[:, model.index[modality]] = keep[:, m : m + 1]
-            mask = use[idx] * seen.float()
-            concept_loss = (F.binary_cross_entropy_with_logits(s, pos[idx], reduction="none") * mask).sum() / mask.sum().clamp(min=1)
-            loss = F.cross_entropy(logits, y[idx], weight=weights) + concept_weight * concept_loss
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(y))
-    model.eval()
-    return history
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        keep = drop_modalities(pres[idx], dropout, generator)
+        logits, s = model({m: t[idx] for m, t in tensors.items()}, keep)
+        seen = torch.zeros_like(s, dtype=torch.bool)
+        for m, modality in enumerate(model.modalities):
+            seen[:, model.index[modality]] = keep[:, m : m + 1]
+        mask = use[idx] * seen.float()
+        concept_loss = (F.binary_cross_entropy_with_logits(s, pos[idx], reduction="none") * mask).sum() / mask.sum().clamp(min=1)
+        return F.cross_entropy(logits, y[idx], weight=weights) + concept_weight * concept_loss
+
+    return fit_minibatches(model, optimiser, batch_loss, len(y), epochs=epochs, batch_size=batch_size, generator=generator)
