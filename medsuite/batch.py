@@ -8,6 +8,7 @@ Exit code: 0 all done, 1 some case failed.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -164,8 +165,6 @@ def run_batch(
 
 
 def _previous_cases(out_dir: Path) -> dict[str, Any]:
-    import json
-
     report = out_dir / "report.json"
     try:
         return json.loads(report.read_text()).get("cases", {}) if report.exists() else {}

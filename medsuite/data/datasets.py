@@ -97,7 +97,7 @@ def _discover_cinema_nifti(card: DataCard, root: Path) -> list[Record]:
 
 def _discover_dicom_exam(card: DataCard, root: Path) -> list[Record]:
     """One record per exam folder: a folder whose sub-folders hold DICOM series."""
-    exams = sorted({series.parent for series in root.rglob("*") if series.is_dir() and any(p.is_file() for p in series.iterdir()) and series.parent != root.parent})
+    exams = sorted({series.parent for series in root.rglob("*") if series.is_dir() and any(p.is_file() for p in series.iterdir())})
     return [{"patient": exam.relative_to(root).parts[0] if exam != root else root.name, "case": exam.name, IMAGE: str(exam)} for exam in exams]
 
 
