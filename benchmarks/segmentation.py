@@ -2,7 +2,9 @@
 patients, scored on the same held-out test patients (the card's patient-level split).
 
     python benchmarks/segmentation.py --quick            # ~15 min: 24 train volumes, 2.5 min CPU budget per model
-    python benchmarks/segmentation.py --epochs 20        # the real comparison (hours on a CPU)
+    python benchmarks/segmentation.py --epochs 80        # the real comparison (hours on a CPU)
+    # models may be trained by separate processes into one --output; then score them side by side:
+    python benchmarks/segmentation.py --output DIR --no-train
 
 Prints a markdown table: mean Dice (RV, Myo, LV), HD95, parameters, CPU seconds per volume, and each
 figure's ratio to plain MONAI UNet. Writes the table and raw figures to --output.
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from medsuite.checkpoints import load_checkpoint
 from medsuite.config import PIPELINES_DIR, load_pipeline
 from medsuite.data.cards import load_card
 from medsuite.io import write_json
@@ -52,7 +55,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         config.train.max_minutes = args.minutes
         config.data.limit = args.limit
         run_dir = args.output / name
-        train(config, run_dir, quiet=True)
+        if not args.no_train:
+            train(config, run_dir, quiet=True)
+        history = load_checkpoint(run_dir / "last.pt", kind="segmentation")["history"]
         model, config, _ = load_model(run_dir / "best.pt")
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             "hd95": metrics["mean_hd95"],
             "params": count_parameters(model),
             "test_volumes": len(metrics["cases"]),
+            "epochs": history[-1]["epoch"],
+            "train_minutes": history[-1]["minutes"],
         }
         rows.append(row)
         trained[name] = (model, config)
@@ -76,12 +83,12 @@ def markdown(rows: list[dict]) -> str:
     ref = next((r for r in rows if r["model"] == "unet"), rows[0])
     ratio = lambda r, k: f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
     lines = [
-        "| model | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | epochs (train min) | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['RV']:.3f} | {r['Myo']:.3f} | {r['LV']:.3f} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
+            f"| {r['model']} | {r['epochs']} ({r['train_minutes']:.0f}) | {r['RV']:.3f} | {r['Myo']:.3f} | {r['LV']:.3f} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
             f"{r['hd95']:.1f} ({ratio(r, 'hd95')}) | {r['params'] / 1e6:.2f}M ({ratio(r, 'params')}) | {r['s_per_volume']:.2f} ({ratio(r, 's_per_volume')}) |"
         )
     return "\n".join(lines)
@@ -95,6 +102,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="--limit 24 --minutes 2.5: equal wall-clock budget per model")
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-train", action="store_true", help="score the runs already in --output (best.pt) without training")
     parser.add_argument("--output", type=Path, default=Path("medsuite_results/benchmark_segmentation"))
     args = parser.parse_args()
     if args.quick:

@@ -61,6 +61,15 @@ def test_generated_nifti_dataset_keeps_patients_together_and_normalises(tmp_path
     assert np.allclose(sorted(np.sqrt((item["image"].affine.numpy()[:3, :3] ** 2).sum(0))), sorted(source.spacing), atol=1e-4)
 
 
+def test_patients_option_keeps_whole_patients(tmp_path):
+    card = _nifti_card(tmp_path)
+    train_patients = [r["patient"] for r in split_records(card, discover_records(card))["train"]]
+    two = make_dataset(card, "train", patients=2, with_label=False)
+    kept = [item["patient"] for item in two.data]
+    assert len(kept) == 4 and list(dict.fromkeys(kept)) == list(dict.fromkeys(train_patients))[:2]
+    assert kept.count(kept[0]) == 2  # both frames of each kept patient
+
+
 def test_slice_dataset_and_loader(tmp_path):
     card = _nifti_card(tmp_path, n_patients=3)
     slices = SliceDataset(make_dataset(card, None), only_labelled=True)

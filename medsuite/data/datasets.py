@@ -176,10 +176,15 @@ def make_dataset(
     pixdim: Sequence[float] | None = None,
     orientation: str | None = "RAS",
     limit: int | None = None,
+    patients: int | None = None,
 ) -> Dataset:
-    """A MONAI (Cache)Dataset of one split (or every case when ``split`` is None)."""
+    """A MONAI (Cache)Dataset of one split (or every case when ``split`` is None); ``patients`` keeps every
+    case of the split's first N patients (label-efficiency studies), ``limit`` the first N cases."""
     records = discover_records(card, root)
     chosen = records if split is None else split_records(card, records)[split]
+    if patients is not None:
+        kept = list(dict.fromkeys(r["patient"] for r in chosen))[:patients]
+        chosen = [r for r in chosen if r["patient"] in kept]
     if limit is not None:
         chosen = chosen[:limit]
     transform = transform or load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)

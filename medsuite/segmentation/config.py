@@ -16,8 +16,14 @@ class Strict(BaseModel):
 class DataSection(Strict):
     card: str = "acdc_h5"
     root: str | None = Field(None, description="overrides the card's layout.root")
-    image_size: tuple[int, int] = Field((128, 128), description="in-plane size the network sees; inverted on output")
+    inplane: Literal["resize", "native"] = Field(
+        "resize",
+        description="resize: each whole slice resized to image_size; native: image_size patches of the native grid "
+        "(foreground-biased in training, sliding window at inference), so thin structures keep full resolution",
+    )
+    image_size: tuple[int, int] = Field((128, 128), description="in-plane size the network sees (resized slice or patch)")
     limit: int | None = Field(None, description="use only the first N volumes of each split (smoke runs)")
+    train_patients: int | None = Field(None, ge=1, description="train on every volume of the train split's first N patients only (label efficiency)")
 
 
 class ModelSection(Strict):
@@ -35,6 +41,7 @@ class TrainSection(Strict):
     weight_decay: float = 1e-5
     augment: bool = True
     flips: bool = Field(False, description="random left-right/up-down flips (orientation invariance costs Dice on ACDC)")
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last): whole-volume validation costs more than an epoch")
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
 
 

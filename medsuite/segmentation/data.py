@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandFlipd
+from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, SpatialPadd
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, make_dataset
@@ -48,22 +48,39 @@ class SliceToNetwork:
         return out
 
 
+class RandPatchd(RandCropByPosNegLabeld):
+    """One ``size`` patch of a (C, H, W) slice pair, centred on a labelled pixel half the time (native in-plane
+    mode); MONAI's crop returns a list of samples, a slice dataset wants the one dict."""
+
+    def __init__(self, size: Sequence[int]):
+        super().__init__([IMAGE, LABEL], label_key=LABEL, spatial_size=tuple(size), pos=1, neg=1, num_samples=1, allow_smaller=True)
+
+    def __call__(self, data, lazy=None):  # noqa: ANN001 - MONAI's signature
+        return super().__call__(data, lazy=lazy)[0]
+
+
 def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
-    steps: list = [SliceToNetwork(config.data.image_size)]
+    """Resize mode: the whole slice to image_size, then augment. Native mode: augment the whole slice on its own
+    grid (so rotations never cut the heart), pad, then take one training patch."""
+    keys = [IMAGE, LABEL]
+    native = config.data.inplane == "native"
+    steps: list = [] if native else [SliceToNetwork(config.data.image_size)]
     if train and config.train.augment:
-        keys = [IMAGE, LABEL]
         steps += [
-            RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=8, mode=("bilinear", "nearest"), padding_mode="zeros"),
+            RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=0 if native else 8, mode=("bilinear", "nearest"), padding_mode="zeros"),
             RandAdjustContrastd(IMAGE, prob=0.3, gamma=(0.7, 1.5)),
         ]
         if config.train.flips:
             steps += [RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5, spatial_axis=1)]
+    if native and train:
+        steps += [SpatialPadd(keys, spatial_size=config.data.image_size), RandPatchd(config.data.image_size)]
     return Compose(steps)
 
 
 def split_volumes(card: DataCard, config: SegmentationPipeline, split: str):
     """Loaded, normalised (1, H, W, S) volumes of one patient-level split, stack axis kept (no reorientation)."""
-    return make_dataset(card, split, root=config.data.root, cache=True, orientation=None, limit=config.data.limit)
+    patients = config.data.train_patients if split == "train" else None
+    return make_dataset(card, split, root=config.data.root, cache=True, orientation=None, limit=config.data.limit, patients=patients)
 
 
 def training_slices(card: DataCard, config: SegmentationPipeline) -> SliceDataset:

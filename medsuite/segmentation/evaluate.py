@@ -32,8 +32,12 @@ def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: Segmenta
     size = stack.shape[2:]
     labels = []
     for start in range(0, stack.shape[0], batch):
-        chunk = resize_images(stack[start : start + batch].to(device), config.data.image_size)
-        labels.append(resize_logits(model(chunk), size).argmax(1).cpu())
+        chunk = stack[start : start + batch].to(device)
+        if config.data.inplane == "native":  # patches of the native grid, blended where windows overlap
+            logits = sliding_window_inference(chunk, roi_size=config.data.image_size, sw_batch_size=batch, predictor=model, overlap=0.25, mode="gaussian")
+        else:
+            logits = resize_logits(model(resize_images(chunk, config.data.image_size)), size)
+        labels.append(logits.argmax(1).cpu())
     return torch.cat(labels).movedim(0, slice_axis)
 
 

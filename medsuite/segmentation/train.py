@@ -115,13 +115,16 @@ def train(
                 optimiser.step()
                 total += loss.item()
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", info=f"loss {loss.item():.3f}")
-            metrics = evaluate_volumes(model, val, config)
-            entry = {"epoch": epoch + 1, "loss": total / len(loader), "val_mean_dice": metrics["mean_dice"], "minutes": (time.perf_counter() - began) / 60}
+            entry = {"epoch": epoch + 1, "loss": total / len(loader), "minutes": (time.perf_counter() - began) / 60}
+            last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
+            if (epoch + 1) % config.train.val_every == 0 or last_epoch:
+                metrics = evaluate_volumes(model, val, config)
+                entry["val_mean_dice"] = metrics["mean_dice"]
+                progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
+                if metrics["mean_dice"] > best:
+                    best = metrics["mean_dice"]
+                    _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
             history.append(entry)
-            progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
-            if metrics["mean_dice"] > best:
-                best = metrics["mean_dice"]
-                _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
-            _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": metrics["mean_dice"]}, optimiser=optimiser.state_dict(), best=best, history=history)
+            _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
             write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
     return {"best_val_mean_dice": best, "epochs": len(history), "history": history}
