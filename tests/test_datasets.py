@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -68,6 +69,20 @@ def test_patients_option_keeps_whole_patients(tmp_path):
     kept = [item["patient"] for item in two.data]
     assert len(kept) == 4 and list(dict.fromkeys(kept)) == list(dict.fromkeys(train_patients))[:2]
     assert kept.count(kept[0]) == 2  # both frames of each kept patient
+
+
+def test_slice_augmentation_differs_between_items_after_seeding():
+    """Regression: testing a MONAI Compose for truthiness re-seeded its transforms on every item, so after
+    set_determinism every slice got the same 'random' augmentation."""
+    from monai.transforms import Compose, RandGaussianNoised
+
+    from medsuite.runtime import seed_everything
+
+    seed_everything(0)
+    volumes = [{"image": torch.zeros(1, 8, 8, 3)}]
+    slices = SliceDataset(volumes, keys=("image",), transform=Compose([RandGaussianNoised("image", prob=1.0)]))
+    noise = [np.asarray(slices[0]["image"]) for _ in range(3)]
+    assert not np.allclose(noise[0], noise[1]) and not np.allclose(noise[1], noise[2])
 
 
 def test_slice_dataset_and_loader(tmp_path):

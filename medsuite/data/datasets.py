@@ -187,7 +187,8 @@ def make_dataset(
         chosen = [r for r in chosen if r["patient"] in kept]
     if limit is not None:
         chosen = chosen[:limit]
-    transform = transform or load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
+    # `is None`, never truthiness: bool(Compose) builds a new Compose that re-seeds every random transform
+    transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
     if cache:
         return CacheDataset(chosen, transform=transform, num_workers=0, progress=False)
     return Dataset(chosen, transform=transform)
@@ -219,7 +220,7 @@ class SliceDataset(torch.utils.data.Dataset):
         item = self.volumes[v]
         out = {k: item[k][..., s] for k in self.keys}
         out["case"], out["slice"] = item.get("case", str(v)), s
-        return self.transform(out) if self.transform else out
+        return self.transform(out) if self.transform is not None else out  # not bool(Compose): see make_dataset
 
 
 def make_loader(dataset: torch.utils.data.Dataset, *, batch_size: int = 4, shuffle: bool = False, seed: int = 0, num_workers: int = 0) -> DataLoader:

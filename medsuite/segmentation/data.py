@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, SpatialPadd
+from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, SpatialPadd, ToTensord
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, make_dataset
@@ -64,7 +64,10 @@ def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
     grid (so rotations never cut the heart), pad, then take one training patch."""
     keys = [IMAGE, LABEL]
     native = config.data.inplane == "native"
-    steps: list = [] if native else [SliceToNetwork(config.data.image_size)]
+    # A slice cut from a volume carries the volume's 3D affine, which means nothing to 2D transforms: plain tensors.
+    steps: list = [ToTensord(keys, track_meta=False, allow_missing_keys=True)]
+    if not native:
+        steps.append(SliceToNetwork(config.data.image_size))
     if train and config.train.augment:
         steps += [
             RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=0 if native else 8, mode=("bilinear", "nearest"), padding_mode="zeros"),
