@@ -107,7 +107,7 @@ def test_acdc_h5_layer_on_real_data():
 
     with h5py.File(splits["test"][0]["image"]) as handle:
         slices, rows, cols = handle["image"].shape
-    assert item["image"].shape == (1, rows, cols, slices) and rows == 256
+    assert item["image"].shape == (1, cols, rows, slices) and rows == 256  # (z,y,x) stored -> (x,y,z) as NIfTI
     assert item["image"].meta["index_space_only"] is True
     np.testing.assert_allclose(np.diag(item["image"].affine.numpy())[:3], [1.5, 1.5, 8.0])
     assert set(np.unique(item["label"].numpy())) == {0, 1, 2, 3}

@@ -33,7 +33,11 @@ IMAGE, LABEL = "image", "label"
 
 
 class LoadH5Volumed(MapTransform):
-    """Read ``image``/``label`` arrays stored (slices, rows, cols) in HDF5 into (1, rows, cols, slices).
+    """Read ``image``/``label`` arrays stored (slices, rows, cols) in HDF5 into (1, cols, rows, slices).
+
+    ACDC's HDF5 volumes were written from SimpleITK arrays, whose axes are (z, y, x); reversing them gives
+    the (x, y, z) index order that nibabel and ITK use for the same scan as NIfTI, so a model trained on
+    these files sees a NIfTI's slices the same way up (not transposed).
 
     No geometry is stored in these files, so the affine is the card's nominal spacing (or identity)
     and ``meta['index_space_only']`` says so; nothing downstream may treat it as scanner space.
@@ -51,7 +55,7 @@ class LoadH5Volumed(MapTransform):
             with h5py.File(path, "r") as handle:
                 for key in self.key_iterator(d):
                     array = np.asarray(handle[self.h5_keys.get(str(key), str(key))])
-                    volume = np.transpose(array, (1, 2, 0))[None]  # (S,H,W) -> (1,H,W,S)
+                    volume = np.transpose(array, (2, 1, 0))[None]  # (z,y,x) -> (1,x,y,z)
                     dtype = torch.float32 if key == IMAGE else torch.int64
                     meta = {"filename_or_obj": str(path), "index_space_only": True}
                     d[key] = MetaTensor(torch.as_tensor(volume, dtype=dtype), affine=torch.as_tensor(self.affine), meta=meta)
