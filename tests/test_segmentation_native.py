@@ -45,3 +45,20 @@ def test_sliding_window_prediction_equals_the_pointwise_model_on_the_whole_slice
     expected = model(volume.movedim(2, 0)[:, None]).argmax(1).movedim(0, 2)
     assert labels.shape == volume.shape
     assert torch.equal(labels, expected)
+
+
+def test_largest_component_postprocessing_drops_islands():
+    """A pointwise model that calls every bright pixel LV: with postprocessing only the big blob stays."""
+    model = nn.Conv2d(1, 4, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([0.5, -9.0, -9.0, 0.0]))
+        model.weight[3, 0] = 1.0  # LV logit = intensity, background 0.5: LV where intensity > 0.5
+    volume = torch.zeros(40, 40, 3)
+    volume[10:20, 10:20, :] = 1.0  # the heart
+    volume[30:32, 30:32, 1] = 1.0  # an island
+    config = native_config().model_copy(update={"postprocess": {"largest_component": True}})
+    config = SegmentationPipeline.model_validate(config.model_dump())
+    with_post = predict_volume(model, volume, config)
+    without = predict_volume(model, volume, native_config())
+    assert int((without == 3).sum()) == 300 + 4 and int((with_post == 3).sum()) == 300

@@ -45,6 +45,10 @@ class TrainSection(Strict):
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
 
 
+class PostprocessSection(Strict):
+    largest_component: bool = Field(False, description="keep each class's largest 3D connected component (drops islands far from the heart)")
+
+
 class SegmentationPipeline(Strict):
     name: str = "segmentation"
     data: DataSection = DataSection()
@@ -53,4 +57,5 @@ class SegmentationPipeline(Strict):
         default_factory=lambda: {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [1, 2, 2, 2], "norm": "instance"}
     )
     train: TrainSection = TrainSection()
+    postprocess: PostprocessSection = PostprocessSection()
     seed: int = 0

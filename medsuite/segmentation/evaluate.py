@@ -13,6 +13,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
+from monai.transforms import KeepLargestConnectedComponent
 
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
@@ -23,11 +24,22 @@ from medsuite.segmentation.data import resize_images, resize_logits
 def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline, *, slice_axis: int = 2, batch: int = 32) -> torch.Tensor:
     """Labels (H, W, S) of a normalised (H, W, S) float volume; the in-plane resize is inverted inside."""
     model.eval()
+    volume = _predict_3d(model, image, config) if config.model.spatial_dims == 3 else _predict_slices(model, image, config, slice_axis, batch)
+    if config.postprocess.largest_component:
+        keep = KeepLargestConnectedComponent(applied_labels=list(range(1, config.model.out_channels)), independent=True)
+        volume = keep(volume[None])[0]
+    return volume
+
+
+def _predict_3d(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline) -> torch.Tensor:
     device = next(model.parameters()).device
-    if config.model.spatial_dims == 3:
-        roi = config.model.roi_size or tuple(image.shape)
-        logits = sliding_window_inference(image[None, None].to(device), roi_size=roi, sw_batch_size=1, predictor=model, overlap=0.25, mode="gaussian")
-        return logits.argmax(1)[0].cpu()
+    roi = config.model.roi_size or tuple(image.shape)
+    logits = sliding_window_inference(image[None, None].to(device), roi_size=roi, sw_batch_size=1, predictor=model, overlap=0.25, mode="gaussian")
+    return logits.argmax(1)[0].cpu()
+
+
+def _predict_slices(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline, slice_axis: int, batch: int) -> torch.Tensor:
+    device = next(model.parameters()).device
     stack = image.movedim(slice_axis, 0)[:, None]  # (S, 1, H, W)
     size = stack.shape[2:]
     labels = []
