@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             train(config, run_dir, quiet=True)
         history = load_checkpoint(run_dir / "last.pt", kind="segmentation")["history"]
         model, config, _ = load_model(run_dir / "best.pt")
+        config.postprocess = base.postprocess  # every row scored with the YAML's postprocessing, alike
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
         metrics = evaluate_volumes(model, test, config)
