@@ -70,9 +70,10 @@ def train_registration(
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoint."),
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the pipeline's iterations."),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
+    root: Path | None = typer.Option(None, "--root", help="Data folder of the pipeline's data card (default: the card's)."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Train GIRNet's three modules by co-learning on generated MNI152 pathological pairs."""
+    """Train GIRNet's three modules by co-learning on the pipeline's data card (default: generated MNI152 pathological pairs)."""
     import torch
     from rich.progress import Progress
 
@@ -84,7 +85,7 @@ def train_registration(
     torch.set_num_threads(1)
     with Progress(disable=quiet) as progress:
         task = progress.add_task("co-learning", total=config.train.iterations)
-        final = train(config, output, resume=resume, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
+        final = train(config, output, resume=resume, root=root, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
     Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")
 
 

@@ -16,31 +16,34 @@ class LossWeights(BaseModel):
     inpaint_fore: float = Field(1.0, description="inpainter: reconstruct a hidden region from its surroundings + atlas guide")
     inpaint_back: float = Field(2.0, description="inpainter: reconstruct the surroundings of a hidden region")
     generation: float = Field(1.0, description="mask generator: cover what the atlas-guided inpainting cannot reproduce")
-    mask_tv: float = Field(0.02, description="total variation of the lesion mask (compact masks)")
+    mask_tv: float = Field(0.005, description="total variation of the lesion mask (compact masks)")
 
 
 class InstanceConfig(BaseModel):
     """Instance optimisation on one pair: multi-resolution, coarse to fine."""
 
     levels: list[int] = Field([4, 2], description="image downsampling factor per level")
-    steps: list[int] = Field([40, 30], description="Adam steps per level (--steps N scales them to sum to N)")
-    field_factor: int = Field(3, description="velocity grid downsampling (>= the level's): cheap integration, smooth fields")
+    steps: list[int] = Field([30, 20], description="Adam steps per level at most (--steps N scales them to sum to N)")
+    field_factor: int = Field(4, description="velocity grid downsampling (>= the level's): cheap integration, smooth fields")
     learning_rate: float = 0.05
     mask_learning_rate: float = 0.3
     lesion_prior_logit: float = Field(-1.0, description="initial lesion logit without a trained mask generator")
     window: int = 5
-    integration_steps: int = 7
-    lesion_threshold: float = Field(0.15, description="intensity gap (normalised) above which the mask grows")
+    integration_steps: int = 5
+    lesion_threshold: float = Field(0.08, description="intensity gap (normalised) above which the mask grows")
     lesion_warmup: float = Field(0.0, description="fraction of the finest level's steps before the mask starts learning")
+    plateau_tolerance: float = Field(0.002, description="stop a level when its 5-step mean loss improves by less than this fraction (0: never)")
+    min_steps: int = Field(10, description="steps a level always takes before the plateau test")
+    generator_start: bool = Field(False, description="start the lesion logits from a trained mask generator (else from the prior)")
 
 
 class TrainConfig(BaseModel):
-    pairs: int = 24
-    resolution_mm: float = 4.0
-    iterations: int = 300
+    pairs: int = 8
+    resolution_mm: float = 8.0
+    iterations: int = 80
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
-    checkpoint_every: int = 50
+    checkpoint_every: int = 20
     seed: int = 0
 
 

@@ -18,10 +18,10 @@ from scipy import ndimage
 
 from medsuite.io import Volume, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.instance import optimise_pair
+from medsuite.registration.instance import grid_shape, optimise_pair
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.prealign import affine_prealign
-from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, voxel_ddf_to_world_lps, warp
+from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps, warp
 
 OUTPUTS = {
     "warped": "warped.nii.gz",
@@ -44,6 +44,7 @@ class Registration:
     lesion_fixed: np.ndarray  # binary, fixed grid
     inpainted: np.ndarray  # moving grid, moving intensity scale
     seconds: dict[str, float] = field(default_factory=dict)
+    energy: dict | str = "not estimated"
 
     @property
     def folding_percent(self) -> float:
@@ -79,6 +80,20 @@ def clean_mask(probability: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
 
 
+def inference_energy(model: GIRNet | None, pair: torch.Tensor, config: RegistrationConfig) -> dict | str:
+    """The estimated energy of the network pass a warm start runs (SNN helper's convention), on the
+    first instance level's grid; instance optimisation's own steps are gradient arithmetic, not counted."""
+    try:
+        from medsuite.backbones.energy import CONVENTION, estimate_energy
+    except ImportError:
+        return "not available"
+    if model is None:
+        return {"macs": 0, "acs": 0, "energy_mj": 0.0, "convention": CONVENTION, "note": "no network ran (instance optimisation only)"}
+    example = resize_image(pair, grid_shape(tuple(pair.shape[2:]), config.instance.levels[0]))
+    estimate = estimate_energy(model, example)
+    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": f"one pass of the three modules on a {list(example.shape[2:])} grid"}
+
+
 def _to_moving_grid(array: np.ndarray, fixed: Volume, moving: Volume, prealign: sitk.AffineTransform, *, nearest: bool) -> np.ndarray:
     """A pre-aligned-space array (fixed lattice) back onto the moving grid through the inverse affine."""
     source = to_sitk(fixed, array.astype(np.float32))
@@ -109,8 +124,9 @@ def register_volumes(
     moving_n, low, high = normalise(premoved)
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
     torch.manual_seed(seed)
-    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting)
+    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=float(np.mean(fixed.spacing)))
     seconds["deformable"] = time.perf_counter() - start
+    energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1), config)
 
     start = time.perf_counter()
     forward = result.forward[0].numpy().astype(np.float64)
@@ -125,6 +141,7 @@ def register_volumes(
         lesion_fixed=np.zeros(fixed.spatial_shape, bool),
         inpainted=np.zeros(moving.spatial_shape, np.float32),
         seconds=seconds,
+        energy=energy,
     )
     registration.warped = registration.warp_moving(np.asarray(moving.array, np.float32))
     lesion_pre = clean_mask(result.lesion[0, 0].numpy())
@@ -148,7 +165,7 @@ def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tup
     trained = RegistrationConfig.model_validate(payload["config"])
     model = GIRNet(trained)
     model.load_state_dict(payload["state"])
-    model.eval()
+    model.eval().requires_grad_(False)  # instance optimisation fits the field and mask, never the weights
     return model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
 
 
@@ -216,6 +233,7 @@ def register_files(
             "lesion_volume_ml": result.lesion_volume_ml,
             "seconds": round(result.seconds["total"], 3),
             "seconds_by_stage": {k: round(v, 3) for k, v in result.seconds.items()},
+            "energy": result.energy,
             "ddf_convention": "world mm on the fixed grid, stored RAS (NIfTI intent 1006, read by ITK as LPS): fixed point p maps to moving point p + ddf(p)",
         }
     )

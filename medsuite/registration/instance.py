@@ -1,11 +1,12 @@
 """Instance optimisation: GIRNet's modules fitted to one pair, coarse to fine, in a few seconds on CPU.
 
 The velocity field (registration) and the lesion logits (generation) are optimised directly, starting
-from the trained networks' predictions when a checkpoint is given (else identity and no lesion).
+from the trained velocity net's prediction when a checkpoint is given (else identity), and from the trained
+mask generator's logits when ``generator_start`` is on (else the lesion prior).
 As in GIRNet's co-learning, each module follows its own loss with the others' outputs frozen
 (``detach``): registration sees the inpainted patient image with the mask fixed, the mask sees the
 atlas guide with the field fixed. Inpainting fills the mask from the atlas warped into the patient's
-space (the trained inpainter refines the fill when a checkpoint is given).
+space and matched to its contrast (the trained inpainter makes the final fill when a checkpoint is given).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.losses import dissimilarity_map, generation_loss, masked_lncc_loss, smoothness_loss
+from medsuite.registration.losses import dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import integrate, resize_field, resize_image, warp
 
@@ -43,17 +44,35 @@ def grid_shape(full_shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
     return tuple(max(8, -(-n // factor)) for n in full_shape)
 
 
-def inside_head(guide: torch.Tensor) -> torch.Tensor:
+def head_window(voxel_mm: float) -> int:
+    """An odd window spanning ~20 mm: the brain-interior test must mean the same at every resolution."""
+    return max(3, 2 * round(10.0 / voxel_mm) + 1)
+
+
+def inside_head(guide: torch.Tensor, window: int = 5) -> torch.Tensor:
     """Where the atlas has tissue well inside its outline: scalp and field-of-view edges differ for
-    reasons other than a lesion (a local minimum filter of the atlas intensity by max-pooling)."""
-    return (-F.max_pool3d(-guide, 5, stride=1, padding=2) > 0.2).float()
+    reasons other than a lesion (a local minimum of the atlas intensity, as three 1D max-pools)."""
+    low = -guide
+    for axis in range(3):
+        kernel = [1, 1, 1]
+        kernel[axis] = window
+        low = F.max_pool3d(low, tuple(kernel), stride=1, padding=tuple(k // 2 for k in kernel))
+    return (-low > 0.2).float()
 
 
-def fill(model: GIRNet | None, moving: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-    """The inpainted patient image: outside the mask the image, inside a healthy fill from the guide."""
-    if model is None:
-        return moving * (1 - mask) + guide * mask
-    return model.inpaint(moving, mask, guide)
+def healthy_fill(moving: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor, head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inpainted patient image, contrast-matched guide): outside the mask the image, inside the guide
+    matched to the patient's contrast on healthy tissue inside the head; the mask is judged against it too."""
+    healthy = intensity_match(guide, moving, head * (1 - mask))
+    return moving * (1 - mask) + healthy * mask, healthy
+
+
+def plateaued(history: list[float], tolerance: float, window: int = 5) -> bool:
+    """The mean loss of the last ``window`` steps improved by less than ``tolerance`` on the window before."""
+    if tolerance <= 0 or len(history) < 2 * window:
+        return False
+    recent, before = sum(history[-window:]) / window, sum(history[-2 * window : -window]) / window
+    return before - recent < tolerance * abs(before)
 
 
 def optimise_pair(
@@ -65,8 +84,9 @@ def optimise_pair(
     steps: int | None = None,
     use_segmentation: bool = True,
     use_inpainting: bool = True,
+    voxel_mm: float = 2.0,
 ) -> InstanceResult:
-    """Register pre-aligned, intensity-normalised (1, 1, X, Y, Z) images on the same grid.
+    """Register pre-aligned, intensity-normalised (1, 1, X, Y, Z) images on the same grid of ``voxel_mm`` voxels.
 
     ``use_segmentation``/``use_inpainting`` switch GIRNet's modules off for ablations: without
     segmentation no lesion is excluded; without inpainting the lesion is only excluded from the loss.
@@ -79,12 +99,13 @@ def optimise_pair(
         shape = grid_shape(full_shape, factor)
         field_shape = grid_shape(full_shape, max(factor, io.field_factor))
         f, m = resize_image(fixed, shape), resize_image(moving, shape)
+        window = head_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
             with torch.no_grad():
                 velocity = model.velocity(m, f) if model is not None else torch.zeros(1, 3, *shape)
                 # Floored at the prior, so the instance stage can still grow a lesion the generator missed.
                 prior = torch.full((1, 1, *shape), io.lesion_prior_logit)
-                logits = torch.maximum(model.lesion_logits(m), prior) if model is not None else prior
+                logits = torch.maximum(model.lesion_logits(m), prior) if model is not None and io.generator_start else prior
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
         logits = resize_image(logits, shape).detach().requires_grad_(use_segmentation)
         groups = [{"params": [velocity], "lr": io.learning_rate}]
@@ -94,6 +115,7 @@ def optimise_pair(
         # The mask learns on the finest level only: on coarse grids a lesion is a few blurred voxels.
         last = factor == io.levels[-1]
         warmup = int(io.lesion_warmup * n_steps) if last else n_steps
+        level_history: list[float] = []
         for step in range(n_steps):
             forward = resize_field(integrate(velocity, io.integration_steps), shape)
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
@@ -101,22 +123,31 @@ def optimise_pair(
             learning_mask = use_segmentation and step >= warmup
             mask = torch.sigmoid(logits) if learning_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
-            patient = fill(model, m, frozen_mask, guide.detach()) if use_inpainting else m
+            head = inside_head(guide.detach(), window)
+            patient, healthy = healthy_fill(m, frozen_mask, guide.detach(), head)
+            patient = patient if use_inpainting else m
             keep = None if use_inpainting else 1 - warp(frozen_mask, forward)
             loss = weights.similarity * masked_lncc_loss(warp(patient, forward), f, io.window, keep)
             if weights.symmetric:
                 loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, io.window, None if use_inpainting else 1 - frozen_mask)
             loss = loss + weights.smooth * smoothness_loss(velocity)
             if learning_mask:
-                gap = dissimilarity_map(m, guide.detach()) * inside_head(guide.detach())
+                gap = dissimilarity_map(m, healthy) * head
                 loss = loss + weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            history.append(float(loss.detach()))
+            level_history.append(float(loss.detach()))
+            # Stop a level once its loss has flattened (on the last one, only after the mask started learning).
+            if step >= (warmup if last else 0) + io.min_steps and plateaued(level_history, io.plateau_tolerance):
+                break
+        history.extend(level_history)
     with torch.no_grad():
         forward = resize_field(integrate(velocity, io.integration_steps), full_shape)
         inverse = resize_field(integrate(-velocity, io.integration_steps), full_shape)
         lesion = resize_image(torch.sigmoid(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
-        inpainted = fill(model, moving, lesion, warp(fixed, inverse))
+        guide = warp(fixed, inverse)
+        # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
+        # as good for the registration loss and costs no network pass per step.
+        inpainted = model.inpaint(moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
     return InstanceResult(forward, inverse, lesion, inpainted, history)

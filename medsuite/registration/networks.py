@@ -16,7 +16,7 @@ from torch import nn
 from medsuite.backbones import make_encoder
 from medsuite.backbones.base import EncoderSpec
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.spatial import integrate
+from medsuite.registration.spatial import integrate, warp
 
 
 class EncoderDecoder(nn.Module):
@@ -56,6 +56,15 @@ class GIRNet(nn.Module):
         self.mask_generator = EncoderDecoder(spec, 1, 1, decoder)
         self.inpainter = EncoderDecoder(spec, 3, 1, decoder)
         self.velocity_net = EncoderDecoder(spec, 2, 3, decoder, zero_head=True)
+
+    def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pass of all three modules on a (B, 2, X, Y, Z) moving/fixed stack: (velocity, lesion logits,
+        inpainted moving with the atlas warped into its space as guide). What a warm start runs once."""
+        moving, fixed = pair[:, :1], pair[:, 1:]
+        velocity = self.velocity(moving, fixed)
+        logits = self.lesion_logits(moving)
+        guide = warp(fixed, integrate(-velocity, self.integration_steps))
+        return velocity, logits, self.inpaint(moving, torch.sigmoid(logits), guide)
 
     def velocity(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         forward = self.velocity_net(torch.cat([moving, fixed], dim=1))

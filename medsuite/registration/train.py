@@ -1,8 +1,9 @@
 """Co-learning trainer: per iteration one step for each module with the other two frozen (GIRNet).
 
-Pairs come from ``make_pathological_pair`` (pre-aligned by their known world affines here, since
-training teaches the deformable part). No label is used for training; the known lesion only
-reports the mask Dice in the log.
+Pairs come from the pipeline's data card (``medsuite.registration.data``: generated MNI152 pathological
+pairs, or real pairs listed by a card). No label is used for training; a known lesion only reports the
+mask generator's Dice in the log. A ``hebbian`` backbone first learns each module's encoder with SPHeRe's
+local losses on the inputs that module sees, as every pipeline does for that kind.
 """
 
 from __future__ import annotations
@@ -12,34 +13,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
 import torch
 
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
-from medsuite.data.samples import make_pathological_pair
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.inference import normalise
-from medsuite.registration.instance import inside_head
-from medsuite.registration.losses import dissimilarity_map, generation_loss, inpainting_loss, masked_lncc_loss, smoothness_loss
+from medsuite.registration.data import Pair, training_pairs
+from medsuite.registration.instance import head_window, inside_head
+from medsuite.registration.losses import dissimilarity_map, generation_loss, inpainting_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import resample_moving, warp
+from medsuite.registration.spatial import resize_image, warp
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "girnet.pt"
-
-
-def make_training_pairs(config: RegistrationConfig) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(fixed, moving on the fixed grid, lesion on the fixed grid) tensors at the training resolution."""
-    pairs = []
-    for index in range(config.train.pairs):
-        pair = make_pathological_pair(1000 + config.train.seed * 1000 + index, resolution_mm=config.train.resolution_mm)
-        transform = sitk.AffineTransform(3)  # identity in world: the affines alone undo the rotation
-        moving = resample_moving(pair.moving, pair.fixed, transform)
-        lesion = resample_moving(pair.lesion_mask, pair.fixed, transform, nearest=True)
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-        pairs.append((as_tensor(normalise(pair.fixed.array)[0]), as_tensor(normalise(moving)[0]), as_tensor(lesion)))
-    return pairs
 
 
 def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -81,21 +66,37 @@ def co_learning_step(model: GIRNet, optimisers: dict, batch, config: Registratio
     optimisers["inp"].step()
     losses["inp"] = float(loss.detach())
 
-    # Generation: the mask covers what the atlas-guided inpainting cannot reproduce.
-    with torch.no_grad():
-        reconstruction = model.inpaint(moving, torch.ones_like(moving), guide)
-        gap = dissimilarity_map(moving, reconstruction) * inside_head(guide)
+    # Generation: the mask covers what the atlas-guided fill cannot reproduce (the atlas matched to the
+    # patient's contrast on the tissue the current mask calls healthy, as in instance optimisation).
     mask = torch.sigmoid(model.lesion_logits(moving))
-    loss = weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv)
+    with torch.no_grad():
+        head = inside_head(guide, head_window(config.train.resolution_mm))
+        gap = dissimilarity_map(moving, intensity_match(guide, moving, head * (1 - mask.detach()))) * head
+    loss = weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv, balanced=True)
     optimisers["gen"].zero_grad(set_to_none=True)
     loss.backward()
     optimisers["gen"].step()
     losses["gen"] = float(loss.detach())
+    if batch[2].any():  # evaluation only: the generator's Dice against the known lesion
+        predicted, truth = mask.detach() >= 0.5, batch[2] > 0
+        losses["lesion_dice"] = float(2 * (predicted & truth).sum() / (predicted.sum() + truth.sum()).clamp_min(1))
     return losses
 
 
-def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None) -> Path:
-    """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl."""
+def pretrain_hebbian_encoders(model: GIRNet, pairs: list[Pair], seed: int) -> None:
+    """SPHeRe local pretraining of each module's encoder on the inputs it sees (fixed grid of the first pair)."""
+    from medsuite.backbones.hebbian import pretrain_on_images
+
+    shape = tuple(pairs[0][0].shape[2:])
+    fixed = torch.cat([resize_image(p[0], shape) for p in pairs])
+    moving = torch.cat([resize_image(p[1], shape) for p in pairs])
+    inputs = {"mask_generator": moving, "inpainter": torch.cat([moving, torch.zeros_like(moving), fixed], dim=1), "velocity_net": torch.cat([moving, fixed], dim=1)}
+    for name, images in inputs.items():
+        pretrain_on_images(getattr(model, name).encoder, images, batch_size=min(4, len(pairs)), seed=seed)
+
+
+def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None, root: Path | None = None) -> Path:
+    """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl. ``root``: the card's data folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.train.seed)
     generator = torch.Generator().manual_seed(config.train.seed)
@@ -111,7 +112,9 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         for name, state in payload["optimisers"].items():
             optimisers[name].load_state_dict(state)
         start = payload["iteration"]
-    pairs = make_training_pairs(config)
+    pairs = training_pairs(config, root)
+    if start == 0 and config.backbone.kind == "hebbian":
+        pretrain_hebbian_encoders(model, pairs, config.train.seed)
     log = (run_dir / "log.jsonl").open("a")
     began = time.perf_counter()
     for iteration in range(start, config.train.iterations):
