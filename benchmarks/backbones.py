@@ -1,13 +1,19 @@
-"""Backbones side by side on ACDC 2D segmentation: cnn, snn (TET), snn-MTT at T=1/2/4/8, converted SNN, Hebbian.
+"""Backbones side by side on ACDC 2D segmentation: cnn, spiking U-Net (TET; MTT at T=1/2/4/8), converted SNN, Hebbian.
 
-    python benchmarks/backbones.py --quick     # minutes on one CPU core
-    python benchmarks/backbones.py             # larger slices, more patients and steps
+    python benchmarks/backbones.py --quick     # 16 train / 4 test volumes, 300 steps (too few to converge)
+    python benchmarks/backbones.py             # 40 train / 16 test volumes, 1200 steps (~40 CPU min)
+    python benchmarks/backbones.py --only mtt  # rows can be split over processes (the cnn row is always run)
 
-Every model is ``make_encoder(spec)`` + the same small MONAI-block U-Net decoder (analog, so its cost is the
-same for all; energy is reported for the encoder alone and for the whole model). Slices are resized in-plane
-to a square; Dice (RV, myocardium, LV, mean) is computed per test volume in that grid. The Hebbian row compares
-linear probes (a 1x1 conv on upsampled stage features) on a SPHeRe-pretrained vs a randomly initialised frozen
-encoder. Energy is the 45 nm estimate of ``medsuite.backbones.energy`` per test volume (all its slices).
+The cnn is ``make_encoder(spec)`` + a small MONAI-block U-Net decoder (analog). The spiking rows are
+``SpikingUNet``: ``make_encoder(spec, kind="snn")`` + a spike-driven decoder, so only the first conv (direct
+encoding of the analog image, at every time step) costs MACs; every other conv, the 1x1 head included, is fed
+binary spikes and costs accumulates. All models get the same slices in the same order and the same number of
+forward/backward passes (MTT sums 3 sampled configurations per optimiser step, as in the paper, so it takes a
+third of the steps); a cnn with twice the steps checks that the baseline has converged. The converted rows
+keep the cnn's analog decoder (conversion is an encoder route). Slices are resized in-plane to a square; Dice (RV, myocardium, LV, mean) is computed per test volume in that grid. The Hebbian
+rows compare linear probes (a 1x1 conv on upsampled stage features) on a SPHeRe-pretrained vs a randomly
+initialised frozen encoder. Energy is the 45 nm estimate of ``medsuite.backbones.energy`` per test volume (all
+its slices), averaged over the first test volumes; "x cnn" is the ratio to the cnn's whole model.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ from medsuite.backbones import make_encoder  # noqa: E402
 from medsuite.backbones.conversion import convert_to_snn  # noqa: E402
 from medsuite.backbones.energy import estimate_energy  # noqa: E402
 from medsuite.backbones.hebbian import pretrain_hebbian  # noqa: E402
+from medsuite.backbones.spiking_unet import SpikingUNet  # noqa: E402
 from medsuite.backbones.training import mtt_step, reestimate_batchnorm, tet_loss  # noqa: E402
 
 CLASSES = 4
+MTT_CONFIGS = 3  # sampled time-step configurations per MTT iteration (the paper's)
+PARTS = ("cnn-check", "tet", "tet-membrane", "mtt", "converted", "hebbian")
 
 
 class Decoder(nn.Module):
@@ -58,13 +67,6 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
-
-    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-time-step logits (T, B, K, H, W) of a spiking encoder with one T for all stages (for TET)."""
-        steps = self.encoder.forward_steps(x)
-        T = steps[0].shape[0]
-        logits = self.decoder([s.reshape(-1, *s.shape[2:]) for s in steps])
-        return logits.reshape(T, -1, *logits.shape[1:])
 
 
 class LinearProbe(nn.Module):
@@ -127,7 +129,7 @@ def train(model: nn.Module, data, steps: int, loss_of, lr: float = 3e-3) -> floa
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, volumes, energy_volumes: int = 1) -> dict:
+def evaluate(model: nn.Module, volumes, energy_volumes: int = 4) -> dict:
     model.eval()
     metric = DiceMetric(include_background=False, reduction="mean_batch")
     start = time.process_time()
@@ -144,30 +146,33 @@ def evaluate(model: nn.Module, volumes, energy_volumes: int = 1) -> dict:
         "per_class": dice,
         "energy_mj": sum(e["energy_mj"] for e in whole) / len(whole),
         "encoder_mj": sum(e["energy_mj"] for e in encoder) / len(encoder),
+        "mac_share": sum(e["macs"] * 4.6 for e in whole) / sum(e["macs"] * 4.6 + e["acs"] * 0.9 for e in whole),
         "cpu_s": seconds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small slices, few patients and steps")
+    parser.add_argument("--quick", action="store_true", help="fewer patients and steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which rows besides the cnn baselines (to split the run over processes)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "acdc_h5"
     if not root.exists():
         print(f"skipped: ACDC h5 data not found at {root}")
         return
-    size, n_train, n_test, steps = (64, 16, 4, 150) if args.quick else (128, 56, 16, 600)
+    size, n_train, n_test, steps = (64, 16, 4, 300) if args.quick else (64, 40, 16, 1200)
     steps = args.steps or steps
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     train_volumes, test_volumes = load_slices("train", size, n_train), load_slices("test", size, n_test)
-    print(f"ACDC: {len(train_volumes)} train / {len(test_volumes)} test volumes, slices {size}x{size}, {steps} steps")
+    print(f"ACDC: {len(train_volumes)} train / {len(test_volumes)} test volumes, slices {size}x{size}, {steps} steps, batch 8")
     spec = {"spatial_dims": 2, "in_channels": 1, "channels": [8, 16, 32, 64], "strides": [1, 2, 2, 2], "norm": "batch"}
     ce = criterion()
     rows: dict[str, dict] = {}
+    calibration = [torch.cat([v[0] for v in train_volumes])[i : i + 16] for i in range(0, 64, 16)]
 
     def timed(name, fn):
         start = time.process_time()
@@ -175,57 +180,87 @@ def main() -> None:
         print(f"  {name}: trained in {time.process_time() - start:.0f} CPU s", flush=True)
         return out
 
-    # cnn
-    cnn = Segmenter(make_encoder(spec), Decoder(spec["channels"], CLASSES))
-    timed("cnn", lambda: train(cnn, batches(train_volumes, 8, rng), steps, lambda m, x, y: ce(m(x), y)))
-    rows["cnn"] = evaluate(cnn, test_volumes)
+    def supervised(m, x, y):
+        return ce(m(x), y)
 
-    # snn with TET at T=4
-    snn = Segmenter(make_encoder(spec, kind="snn", time_steps=4), Decoder(spec["channels"], CLASSES))
-    timed("snn-TET", lambda: train(snn, batches(train_volumes, 8, rng), steps, lambda m, x, y: tet_loss(m.forward_steps(x), y, ce)))
-    rows["snn TET T=4"] = evaluate(snn, test_volumes)
+    def data():
+        """Every model sees the same batches in the same order."""
+        return batches(train_volumes, 8, random.Random(args.seed))
 
-    # snn with mixed time-step training (T_max = 8), evaluated at T = 1, 2, 4, 8 after BN re-estimation
-    mtt = Segmenter(make_encoder(spec, kind="snn", time_steps=8), Decoder(spec["channels"], CLASSES))
-    optimiser = torch.optim.Adam(mtt.parameters(), lr=3e-3)
-    data = batches(train_volumes, 8, rng)
-    start = time.process_time()
-    mtt.train()
-    for _ in range(steps):
-        x, y = next(data)
-        mtt_step(mtt.encoder, lambda: ce(mtt(x), y[:, None]), optimiser, t_max=8, rng=rng)
-    print(f"  snn-MTT: trained in {time.process_time() - start:.0f} CPU s", flush=True)
-    calibration = [torch.cat([v[0] for v in train_volumes])[i : i + 16] for i in range(0, 64, 16)]
-    for T in (1, 2, 4, 8):
-        mtt.encoder.set_time_steps(T)
-        reestimate_batchnorm(mtt, calibration)
-        rows[f"snn MTT T={T}"] = evaluate(mtt, test_volumes)
+    def record(name: str, result: dict) -> None:
+        rows[name] = result
+        print(f"  {row_text(name, result, rows['cnn'])}", flush=True)  # as it comes: the table is repeated at the end
 
-    # ANN -> SNN conversion of the trained cnn encoder, layer-wise calibrated, the cnn decoder kept
-    for T in (8, 32):
-        converted = Segmenter(convert_to_snn(cnn.encoder, calibration[:2], time_steps=T), cnn.decoder)
-        rows[f"converted T={T}"] = evaluate(converted, test_volumes)
+    def train_cnn(name: str, budget: int) -> Segmenter:
+        model = Segmenter(make_encoder(spec), Decoder(spec["channels"], CLASSES))
+        timed(name, lambda: train(model, data(), budget, supervised))
+        record(name, evaluate(model, test_volumes))
+        return model
 
-    # Hebbian (SPHeRe) pretraining vs random init, both frozen, linear probes
-    hebbian = make_encoder(spec, kind="hebbian")
-    unlabelled = (x for x, _ in batches(train_volumes, 8, rng))
-    history = timed("hebbian pretraining", lambda: pretrain_hebbian(hebbian, unlabelled, max_steps=steps))
-    print(f"  SPHeRe loss {history[0]:.3f} -> {history[-1]:.3f}")
-    for name, encoder in (("hebbian probe", hebbian), ("random probe", make_encoder(spec, kind="hebbian"))):
-        reestimate_batchnorm(encoder, calibration)  # both frozen encoders get train-set BN statistics
-        probe = LinearProbe(encoder, CLASSES)
-        timed(name, lambda: train(probe, batches(train_volumes, 8, rng), steps, lambda m, x, y: ce(m(x), y), lr=1e-2))  # one linear layer: larger steps
-        rows[name] = evaluate(probe, test_volumes)
-
+    # cnn: the same steps as the spiking models (and, to check it has converged, twice as many)
+    print(f"  {HEADER}")
+    cnn = train_cnn("cnn", steps)
+    if "cnn-check" in args.only:
+        train_cnn("cnn 2x steps", 2 * steps)
     base = rows["cnn"]
-    print(f"\n{'model':<16}{'Dice':>7}{'RV':>6}{'Myo':>6}{'LV':>6}{'enc mJ/vol':>12}{'x cnn':>7}{'total mJ/vol':>14}{'x cnn':>7}{'CPU s/vol':>11}")
+
+    if "tet" in args.only:  # fully spiking U-Net with TET at T=4
+        snn = SpikingUNet({**spec, "kind": "snn", "time_steps": 4}, CLASSES)
+        timed("spiking U-Net TET", lambda: train(snn, data(), steps, lambda m, x, y: tet_loss(m.forward_steps(x), y, ce)))
+        record("spiking TET T=4", evaluate(snn, test_volumes))
+
+    if "tet-membrane" in args.only:  # the same, with the 1x1 head reading the last block's membrane potentials (MACs)
+        snn_mem = SpikingUNet({**spec, "kind": "snn", "time_steps": 4, "head_readout": "membrane"}, CLASSES)
+        timed("spiking U-Net TET, membrane head", lambda: train(snn_mem, data(), steps, lambda m, x, y: tet_loss(m.forward_steps(x), y, ce)))
+        record("spiking TET mem-hd", evaluate(snn_mem, test_volumes))
+
+    if "mtt" in args.only:  # fully spiking U-Net, mixed time-step training (T_max = 8), evaluated at T = 1, 2, 4, 8 after BN re-estimation
+        mtt = SpikingUNet({**spec, "kind": "snn", "time_steps": 8}, CLASSES)
+        optimiser = torch.optim.Adam(mtt.parameters(), lr=3e-3)
+        mtt_data = data()
+        start = time.process_time()
+        mtt.train()
+        for _ in range(steps // MTT_CONFIGS):  # each iteration is MTT_CONFIGS forward/backward passes: the same gradient evaluations as the others
+            x, y = next(mtt_data)
+            mtt_step(mtt.encoder, lambda: ce(mtt(x), y[:, None]), optimiser, t_max=8, configs=MTT_CONFIGS, rng=rng)
+        print(f"  spiking U-Net MTT: trained in {time.process_time() - start:.0f} CPU s", flush=True)
+        for T in (1, 2, 4, 8):
+            mtt.encoder.set_time_steps(T)
+            reestimate_batchnorm(mtt, calibration)
+            record(f"spiking MTT T={T}", evaluate(mtt, test_volumes))
+
+    if "converted" in args.only:  # ANN -> SNN conversion of the trained cnn encoder, layer-wise calibrated, the cnn's analog decoder kept
+        for T in (8, 32):
+            converted = Segmenter(convert_to_snn(cnn.encoder, calibration[:2], time_steps=T), cnn.decoder)
+            record(f"converted T={T}", evaluate(converted, test_volumes))
+
+    if "hebbian" in args.only:  # Hebbian (SPHeRe) pretraining vs random init, both frozen, linear probes
+        hebbian = make_encoder(spec, kind="hebbian")
+        unlabelled = (x for x, _ in data())
+        history = timed("hebbian pretraining", lambda: pretrain_hebbian(hebbian, unlabelled, max_steps=steps))
+        print(f"  SPHeRe loss {history[0]:.3f} -> {history[-1]:.3f}")
+        for name, encoder in (("hebbian probe", hebbian), ("random probe", make_encoder(spec, kind="hebbian"))):
+            reestimate_batchnorm(encoder, calibration)  # both frozen encoders get train-set BN statistics
+            probe = LinearProbe(encoder, CLASSES)
+            timed(name, lambda: train(probe, data(), steps, supervised, lr=1e-2))  # one linear layer: larger steps
+            record(name, evaluate(probe, test_volumes))
+
+    print(f"\n{HEADER}")
     for name, r in rows.items():
-        rv, myo, lv = r["per_class"]
-        print(
-            f"{name:<16}{r['dice']:>7.3f}{rv:>6.2f}{myo:>6.2f}{lv:>6.2f}{r['encoder_mj']:>12.3f}{r['encoder_mj'] / base['encoder_mj']:>7.2f}"
-            f"{r['energy_mj']:>14.3f}{r['energy_mj'] / base['energy_mj']:>7.2f}{r['cpu_s']:>11.2f}"
-        )
-    print("energy: 45nm estimate (4.6 pJ/MAC, 0.9 pJ/AC), first test volume; probes' totals include only their 1x1 head")
+        print(row_text(name, r, base))
+    print(f"energy: 45nm estimate (4.6 pJ/MAC, 0.9 pJ/AC) per test volume, mean of the first {min(4, len(test_volumes))}; MAC share: part of the total energy spent on MACs")
+    print("probes' totals count their frozen encoder and 1x1 head; converted rows keep the cnn's analog decoder")
+
+
+HEADER = f"{'model':<18}{'Dice':>7}{'RV':>6}{'Myo':>6}{'LV':>6}{'enc mJ/vol':>12}{'total mJ/vol':>14}{'x cnn':>7}{'MAC share':>11}{'CPU s/vol':>11}"
+
+
+def row_text(name: str, r: dict, base: dict) -> str:
+    rv, myo, lv = r["per_class"]
+    return (
+        f"{name:<18}{r['dice']:>7.3f}{rv:>6.2f}{myo:>6.2f}{lv:>6.2f}{r['encoder_mj']:>12.4f}"
+        f"{r['energy_mj']:>14.4f}{r['energy_mj'] / base['energy_mj']:>7.2f}{r['mac_share']:>11.2f}{r['cpu_s']:>11.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,3 +45,28 @@ def test_hooks_charge_every_call_and_restore_mode():
     result = estimate_energy(model, torch.tensor([[1.0, 2.0, 3.0]]))
     assert result["per_layer"][0]["calls"] == 2 and result["macs"] == 2 * 6
     assert model.training
+
+
+def test_blank_input_costs_macs_unless_the_layer_is_marked_spike_fed():
+    # a blank image through a CNN still costs every multiply: 4 x 5x5 outputs x 9 taps = 900 MACs
+    conv = nn.Conv2d(1, 4, 3, padding=1)
+    assert estimate_energy(conv, torch.zeros(1, 1, 5, 5))["macs"] == 900
+    # a spiking layer whose input is silent costs nothing
+    conv.energy_input = "spike"
+    silent = estimate_energy(conv, torch.zeros(1, 1, 5, 5))
+    assert silent["macs"] == 0 and silent["acs"] == 0 and silent["per_layer"][0]["spike_input"]
+
+
+def test_spiking_backbones_mark_every_layer_behind_a_neuron():
+    from medsuite.backbones import make_encoder
+    from medsuite.backbones.conversion import convert_to_snn
+    from medsuite.backbones.spiking_unet import SpikingUNet
+
+    spec = {"spatial_dims": 2, "in_channels": 1, "channels": [4, 8], "strides": [1, 2], "norm": "batch"}
+    model = SpikingUNet({**spec, "kind": "snn", "time_steps": 2}, classes=3)
+    converted = convert_to_snn(make_encoder(spec).eval(), [torch.rand(2, 1, 8, 8)], time_steps=2)
+    for net in (model, converted):
+        marks = [getattr(m, "energy_input", None) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert marks[0] is None and set(marks[1:]) == {"spike"}  # only the image-reading conv is analog
+    # a blank image: the first conv is charged in full at each of the 2 steps, 2 x (4 x 8x8) x 9 MACs
+    assert estimate_energy(model, torch.zeros(1, 1, 8, 8))["macs"] == 2 * 4 * 64 * 9

@@ -127,3 +127,69 @@ def test_sphere_pretraining_lowers_local_loss_without_crossing_blocks():
     data = [torch.rand(8, 1, 16, 16) for _ in range(2)]
     history = pretrain_hebbian(encoder, data * 10, dim=32, lr=3e-3)
     assert len(history) == 20 and history[-1] < history[0]
+
+
+def test_spiking_unet_is_spike_driven_after_the_first_conv():
+    from medsuite.backbones.spiking_unet import SpikingUNet
+
+    torch.manual_seed(0)
+    model = SpikingUNet({**SPEC, "kind": "snn", "spatial_dims": 2, "time_steps": 3, "norm": "batch"}, classes=4)
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        steps, logits = model.forward_steps(x), model(x)
+    assert steps.shape == (3, 2, 4, 16, 16) and torch.allclose(logits, steps.mean(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), logits)  # stateless: membranes start from zero on every call
+    result = estimate_energy(model, x)
+    rows = {row["name"]: row for row in result["per_layer"]}
+    # only the direct-encoding conv multiplies: 3 steps x 2 images x (4 channels x 16x16) outputs x 9 taps
+    assert result["macs"] == rows["encoder.stages.0.conv1"]["macs"] == 3 * 2 * 4 * 256 * 9
+    assert all(row["spike_input"] and row["macs"] == 0 for name, row in rows.items() if name != "encoder.stages.0.conv1")
+    assert {"decoder.blocks.0.conv", "decoder.blocks.1.conv", "decoder.head"} <= set(rows) and result["acs"] > 0
+    # each decoder conv and the head run once per time step on the folded (T*B) batch
+    assert rows["decoder.head"]["calls"] == 1 and rows["decoder.head"]["acs"] == int(rows["decoder.head"]["input_rate"] * 3 * 2 * 4 * 256) * 4
+
+
+def test_spiking_unet_trains_with_tet_and_any_time_steps():
+    from medsuite.backbones.spiking_unet import SpikingUNet
+
+    torch.manual_seed(0)
+    model = SpikingUNet({**SPEC, "kind": "snn", "spatial_dims": 2, "time_steps": 2, "norm": "batch"}, classes=2)
+    x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 2, (2, 8, 8))
+    tet_loss(model.forward_steps(x), y, torch.nn.functional.cross_entropy).backward()
+    assert model.encoder.stages[0].conv1.weight.grad.abs().sum() > 0 and model.decoder.blocks[0].conv.weight.grad.abs().sum() > 0
+    model.encoder.set_time_steps([1, 3, 2])  # mixed time steps: the decoder runs at the largest T, spikes repeated
+    with torch.no_grad():
+        assert model.forward_steps(x).shape[0] == 3
+
+
+def test_spiking_unet_needs_a_spiking_encoder():
+    from medsuite.backbones.spiking_unet import SpikingUNet
+    from medsuite.errors import MedsuiteError
+
+    with pytest.raises(MedsuiteError):
+        SpikingUNet({**SPEC, "spatial_dims": 2}, classes=2)
+
+
+def test_pretrain_on_images_runs_seeded_epochs():
+    from medsuite.backbones.hebbian import pretrain_on_images
+
+    images = torch.rand(20, 1, 16, 16)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(pretrain_on_images(make_encoder(SPEC, kind="hebbian", spatial_dims=2, pretrain_epochs=3), images, batch_size=8, seed=0))
+    first, second = runs
+    assert first == second and len(first) == 3 * 3  # 3 epochs of 20 images in batches of 8, 8, 4
+    assert first[6] < first[0]  # the first full batch of the last epoch vs of the first (equal batch sizes)
+
+
+def test_spiking_unet_membrane_head_is_the_only_extra_mac_layer():
+    from medsuite.backbones.spiking_unet import SpikingUNet
+
+    torch.manual_seed(0)
+    model = SpikingUNet({**SPEC, "kind": "snn", "spatial_dims": 2, "time_steps": 2, "norm": "batch", "head_readout": "membrane"}, classes=3)
+    rows = {row["name"]: row for row in estimate_energy(model, torch.rand(1, 1, 8, 8))["per_layer"]}
+    # the head reads continuous membrane potentials: 2 steps x (3 classes x 8x8) outputs x 4 input channels
+    assert rows["decoder.head"]["macs"] == 2 * 3 * 64 * 4 and rows["decoder.head"]["acs"] == 0
+    assert [name for name, row in rows.items() if row["macs"]] == ["encoder.stages.0.conv1", "decoder.head"]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medsuite.backbones.base import Encoder
+from medsuite.backbones.energy import SYNAPTIC_LAYERS
 from medsuite.errors import MedsuiteError
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6)
@@ -113,6 +114,9 @@ def convert_to_snn(encoder: Encoder, batches: Sequence[torch.Tensor], time_steps
     snn_stages = copy.deepcopy(ann_stages)
     _replace_activations(snn_stages)
     snn = ConvertedSNN(snn_stages, list(encoder.out_channels), list(encoder.strides), time_steps).eval()
+    # in the CNN encoder's layout every synaptic layer but the first (the image's) follows an activation, now a neuron
+    for layer in [m for m in snn_stages.modules() if isinstance(m, SYNAPTIC_LAYERS)][1:]:
+        layer.energy_input = "spike"
 
     ann_points = _activation_modules(ann_stages)  # same order as the SNN's neurons (identical structure)
     neurons = snn.neurons()

@@ -5,10 +5,13 @@ costs 4.6 pJ, an accumulate 0.9 pJ. Only the synaptic layers (conv, transposed c
 normalisation, neuron updates and memory traffic are left out, so the figure is an *estimate* for comparing
 backbones, not a measurement of any chip.
 
-A layer is *spike-fed* when every non-zero entry of its input has one common value (binary spikes, or spikes
-scaled by a single threshold as after ANN-to-SNN conversion). Then each input spike costs one accumulate per
-synapse it reaches (its fan-out), counted exactly, borders included, by convolving the spike mask with an
-all-ones kernel. A module can force the decision with an attribute ``energy_input = "spike" | "analog"``.
+A layer is *spike-fed* when its module says so (attribute ``energy_input = "spike"``, set by the spiking
+backbones on every layer behind a neuron) or, unmarked, when its input has non-zero entries that all share one
+value (binary spikes, or spikes scaled by a single threshold as after ANN-to-SNN conversion). Then each input
+spike costs one accumulate per synapse it reaches (its fan-out), counted exactly, borders included, by
+convolving the spike mask with an all-ones kernel. An all-zero input to an unmarked layer is charged dense MACs:
+a silent spiking layer costs nothing, but a blank image through a CNN still costs every multiply, and only the
+mark tells the two apart. ``energy_input = "analog"`` forces MACs.
 Hooks fire on every call, so a spiking network that runs its layers over T time steps is charged for all T.
 """
 
@@ -27,13 +30,13 @@ NOTE = "estimate: synaptic operations of conv/linear layers only (45 nm figures,
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_SYNAPTIC = (*_CONV, *_CONV_T, nn.Linear)
+SYNAPTIC_LAYERS = (*_CONV, *_CONV_T, nn.Linear)
 
 
 def is_spike_tensor(x: torch.Tensor) -> bool:
-    """True when all non-zero entries share one value (an all-zero input is silent, i.e. spike-fed)."""
+    """True when ``x`` has non-zero entries and they all share one value (all-zero is ambiguous: False)."""
     nonzero = x[x != 0]
-    return nonzero.numel() == 0 or bool((nonzero == nonzero.reshape(-1)[0]).all())
+    return nonzero.numel() > 0 and bool((nonzero == nonzero.reshape(-1)[0]).all())
 
 
 def _kernel_volume(module: nn.Module) -> int:
@@ -110,7 +113,7 @@ def estimate_energy(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
         return count
 
     for name, module in model.named_modules():
-        if isinstance(module, _SYNAPTIC):
+        if isinstance(module, SYNAPTIC_LAYERS):
             handles.append(module.register_forward_hook(hook(name or type(module).__name__)))
     modes = {m: m.training for m in model.modules()}
     model.eval()

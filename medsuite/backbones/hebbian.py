@@ -10,7 +10,8 @@ pooling, linear to 256) maps its output to ``z``. The block's loss is ``L_struct
   identity: the projected features are decorrelated, so they do not collapse.
 
 All blocks train at once, each with its own loss. After pretraining the encoder is a normal CNN encoder:
-fine-tune it or linear-probe it in any pipeline.
+fine-tune it or linear-probe it in any pipeline. Spec extra key: ``pretrain_epochs`` (2), read by
+:func:`pretrain_on_images`, which pipelines call before their supervised training when the kind is hebbian.
 """
 
 from __future__ import annotations
@@ -112,6 +113,17 @@ def pretrain_hebbian(encoder: HebbianEncoder, loader: Iterable, epochs: int = 1,
             if max_steps is not None and len(history) >= max_steps:
                 return history
     return history
+
+
+def pretrain_on_images(encoder: HebbianEncoder, images: torch.Tensor, *, batch_size: int, seed: int, epochs: int | None = None, lr: float = 1e-3) -> list[float]:
+    """SPHeRe pretraining on an ``(N, C, ...)`` tensor of unlabelled images in seeded shuffled minibatches.
+
+    ``epochs`` defaults to the spec's ``pretrain_epochs`` (2), so a pipeline's ``backbone`` section sets it.
+    """
+    epochs = epochs if epochs is not None else int((encoder.spec.model_extra or {}).get("pretrain_epochs", 2))
+    generator = torch.Generator().manual_seed(seed)
+    batches = (images[index] for _ in range(epochs) for index in torch.randperm(len(images), generator=generator).split(batch_size))
+    return pretrain_hebbian(encoder, batches, lr=lr)
 
 
 @register_backbone("hebbian")

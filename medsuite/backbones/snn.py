@@ -55,6 +55,14 @@ def resample_time(x: torch.Tensor, steps: int) -> torch.Tensor:
     return F.adaptive_avg_pool1d(flat, steps).squeeze(0).transpose(0, 1).reshape(steps, *x.shape[1:])
 
 
+def neuron_options(extra: dict) -> dict:
+    """LIF keyword arguments from spec extra keys (``beta``, ``threshold``, ``surrogate``, ``reset``)."""
+    name = extra.get("surrogate", "atan")
+    if name not in _SURROGATES:
+        raise MedsuiteError("backbone", f"snn: surrogate {name!r} not supported", f"surrogate: {' | '.join(_SURROGATES)}")
+    return {"beta": float(extra.get("beta", 0.5)), "threshold": float(extra.get("threshold", 1.0)), "spike_grad": _SURROGATES[name](), "reset": extra.get("reset", "subtract")}
+
+
 class LIF(nn.Module):
     """Multi-step LIF layer: unrolls an snntorch ``Leaky`` cell over the leading time axis from a zero membrane."""
 
@@ -73,13 +81,16 @@ class LIF(nn.Module):
 
 
 class SpikingStage(nn.Module):
-    def __init__(self, dims: int, in_ch: int, out_ch: int, stride, norm: str, dropout: float, neuron: dict):
+    def __init__(self, dims: int, in_ch: int, out_ch: int, stride, norm: str, dropout: float, neuron: dict, spike_input: bool):
         super().__init__()
         conv = Conv[Conv.CONV, dims]
         self.conv1 = conv(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False)
+        if spike_input:  # every stage but the first reads the previous stage's spikes (for the energy estimate)
+            self.conv1.energy_input = "spike"
         self.norm1 = get_norm_layer(norm, spatial_dims=dims, channels=out_ch)
         self.lif1 = LIF(**neuron)
         self.conv2 = conv(out_ch, out_ch, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2.energy_input = "spike"
         self.norm2 = get_norm_layer(norm, spatial_dims=dims, channels=out_ch)
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.lif2 = LIF(**neuron)
@@ -100,14 +111,13 @@ class SNNEncoder(Encoder):
         self.out_channels = list(spec.channels)
         self.strides = list(spec.strides)
         self.readout = extra.get("readout", "rate")
-        name = extra.get("surrogate", "atan")
-        if self.readout not in ("rate", "membrane") or name not in _SURROGATES:
-            raise MedsuiteError("backbone", f"snn: readout {self.readout!r} / surrogate {name!r} not supported", f"readout: rate | membrane; surrogate: {' | '.join(_SURROGATES)}")
-        neuron = {"beta": float(extra.get("beta", 0.5)), "threshold": float(extra.get("threshold", 1.0)), "spike_grad": _SURROGATES[name](), "reset": extra.get("reset", "subtract")}
+        if self.readout not in ("rate", "membrane"):
+            raise MedsuiteError("backbone", f"snn: readout {self.readout!r} not supported", "readout: rate | membrane")
+        neuron = neuron_options(extra)
         self.set_time_steps(int(extra.get("time_steps", 4)))
         stages, previous = [], spec.in_channels
         for channels, stride in zip(spec.channels, spec.strides):
-            stages.append(SpikingStage(spec.spatial_dims, previous, channels, stride, spec.norm, spec.dropout, neuron))
+            stages.append(SpikingStage(spec.spatial_dims, previous, channels, stride, spec.norm, spec.dropout, neuron, spike_input=bool(stages)))
             previous = channels
         self.stages = nn.ModuleList(stages)
 

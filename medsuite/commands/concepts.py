@@ -62,7 +62,7 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         }
 
     parameters = {"model": str(model_path), "corrections": wanted, "variant": "sequential", "classes": list(model.config.classes)}
-    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _energy(model)})
+    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, cases)})
 
 
 def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:
@@ -90,23 +90,39 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     report["data_card"] = config.data.card
     report["synthetic"] = load_card(config.data.card).synthetic
     report["test"] = evaluate(model, test)
-    report["energy"] = _energy(model)
+    report["energy"] = _energy(model, {m: test.images[m][0] for m in model.modalities})  # the first held-out patient
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["outputs"] = {"model": "model.pt"}
     write_json(output / "report.json", report)
     return report
 
 
-def _energy(model) -> dict:
-    """Inference energy of one image through one modality encoder (a patient has sum(phases) images)."""
+def _first_case_energy(model, cases) -> dict | None:
+    """The energy estimate on the first case that loads (a broken case is logged by the batch runner instead)."""
+    from medsuite.concepts.data import load_case
+    from medsuite.errors import MedsuiteError
+
+    for case in cases:
+        try:
+            images = load_case(case.path, model.vocabulary, model.config.image_size)[0]
+        except (MedsuiteError, OSError, ValueError):
+            continue
+        return _energy(model, images)
+    return None
+
+
+def _energy(model, images: dict) -> dict:
+    """Inference energy of one patient's images (modality -> (phases, H, W)) through the modality encoders.
+
+    Real images, not a blank one: a spiking encoder's accumulates depend on how many neurons the data makes fire.
+    """
     import torch
 
     from medsuite.backbones.energy import estimate_energy
 
-    size = model.config.image_size
-    estimate = estimate_energy(model.nets[model.modalities[0]].encoder, torch.zeros(1, 1, size, size))
-    estimate.pop("per_layer", None)
-    return estimate | {"per": "image", "images_per_patient": sum(model.vocabulary.modalities.values())}
+    estimates = [estimate_energy(model.nets[m].encoder, torch.as_tensor(stack, dtype=torch.float32)[:, None]) for m, stack in images.items()]
+    total = {key: sum(e[key] for e in estimates) for key in ("macs", "acs", "energy_mj")}
+    return total | {"convention": estimates[0]["convention"], "note": estimates[0]["note"], "per": "patient", "images": sum(len(s) for s in images.values())}
 
 
 def run_demo(out_dir: Path, console: Console) -> None:

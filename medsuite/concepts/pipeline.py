@@ -205,6 +205,12 @@ def fit(config: ConceptsPipeline, vocabulary: Vocabulary, cohort: Cohort, *, log
     features = {}
     for m, net in model.nets.items():
         start = time.perf_counter()
+        if net.encoder.spec.kind == "hebbian":  # SPHeRe: local unsupervised pretraining first, then the supervised fine-tune
+            from medsuite.backbones.hebbian import pretrain_on_images
+
+            images = torch.from_numpy(cohort.images[m].reshape(-1, 1, *cohort.images[m].shape[2:]))
+            sphere = pretrain_on_images(net.encoder, images, batch_size=t.batch_size, seed=t.seed)
+            log(f"encoder {m}: SPHeRe loss {sphere[0]:.3f} -> {sphere[-1]:.3f}")
         history = M.train_modality_net(net, cohort.images[m], cohort.labels, epochs=t.encoder_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed)
         features[m] = M.image_features(net, cohort.images[m])
         cols = vocabulary.of_modality(m)
