@@ -1,192 +1,176 @@
 """Label efficiency of the anatomy-plane pretext encoder on ACDC segmentation (2, 4, 8 labelled patients).
 
-    python benchmarks/pretext.py [--encoder RUN/encoder.pt] [--iterations 200] [--pretrain-iterations 500]
-    # the two arms can run as separate processes; scores merge in --out/scores.json:
+    python benchmarks/pretext.py [--encoder RUN/encoder.pt] [--steps 400] [--seeds 0 1] [--out DIR]
+    # the arms can run as separate processes (scratch needs no pretraining); scores merge in DIR/scores.json:
     python benchmarks/pretext.py --arms scratch & python benchmarks/pretext.py --arms pretext
 
-1. Held-out test patients (seeded draw from the ACDC h5 set) never enter pretraining or fine-tuning.
-2. Pretraining (unless --encoder): task 1 on the multi-view exams (DICOM exam, M&Ms-2 SAX+4CH),
-   task 2 on every other unlabelled SAX stack (ACDC frames without labels, M&Ms).
-3. Fine-tuning: the same U-Net (encoder from make_encoder + the pretext package's U-Net decoder,
-   MONAI blocks) from scratch and from the pretext encoder, on 2 / 4 / 8 labelled patients (both
-   frames), identical seeds, iterations and data order; mean foreground Dice (RV, MYO, LV) on the
-   held-out patients' volumes. The segmentation package had no public fine-tune API when written.
-Images are 2D slices resized to --size (default 96) for CPU speed; Dice is measured on that grid.
+1. Held-out patients: the acdc_h5 card's own test split (patient level, seeded). They never enter
+   pretraining (excluded from the ACDC source) nor fine-tuning; both arms are scored on all of them.
+2. Pretraining (unless --encoder; reused from DIR/pretrain when there): pipelines/pretext_cardiac.yaml,
+   task 1 on the multi-view exams, task 2 on every other unlabelled SAX stack (ACDC frames, M&Ms).
+3. Fine-tuning through the real segmentation pipeline, ``medsuite.segmentation.train.train``: neU-Net with
+   the pretext backbone, whole slices resized to the pretraining size, ``data.train_patients = N``; the
+   same optimiser-step budget (epochs = steps / batches per epoch), seed and data order for both arms,
+   ``init`` = the pretext encoder or nothing. Scored with ``evaluate_volumes`` on the test volumes
+   (mean foreground Dice over RV, MYO, LV at native resolution).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
-from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsuite.backbones import make_encoder  # noqa: E402
-from medsuite.checkpoints import load_checkpoint  # noqa: E402
+from medsuite.config import PIPELINES_DIR, load_pipeline  # noqa: E402
+from medsuite.data.cards import load_card  # noqa: E402
+from medsuite.data.datasets import discover_records, split_records  # noqa: E402
 from medsuite.io import write_json  # noqa: E402
-from medsuite.pretext.model import UNetDecoder  # noqa: E402
-from medsuite.pretext.pretrain import CNN_2D, PretextConfig, Source, normalise, run_pretraining  # noqa: E402
+from medsuite.pretext.pretrain import PretextConfig, run_pretraining  # noqa: E402
+from medsuite.segmentation.config import SegmentationPipeline  # noqa: E402
+from medsuite.segmentation.data import split_volumes  # noqa: E402
+from medsuite.segmentation.evaluate import evaluate_volumes  # noqa: E402
+from medsuite.segmentation.report import load_model  # noqa: E402
+from medsuite.segmentation.train import train  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ACDC = DATA / "acdc_h5"
-CLASSES = 4
-
-
-class SegNet(nn.Module):
-    """Encoder (the --init contract attribute name) + U-Net decoder to class logits."""
-
-    def __init__(self, backbone: dict):
-        super().__init__()
-        self.encoder = make_encoder(backbone)
-        self.decoder = UNetDecoder(self.encoder, 2, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+CARD = "acdc_h5"
+PRETEXT_PIPELINE = PIPELINES_DIR / "pretext_cardiac.yaml"
 
 
-def patients() -> list[str]:
-    return sorted({p.name.split("_")[0] for p in ACDC.glob("patient*_frame*.h5")})
+def test_patients(card) -> list[str]:
+    return sorted({r["patient"] for r in split_records(card, discover_records(card))["test"]})
 
 
-def load_slices(patient_ids: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Images (N, 1, size, size) normalised like pretraining, labels (N, size, size), slices per volume."""
-    images, labels, counts = [], [], []
-    for pid in patient_ids:
-        for file in sorted(ACDC.glob(f"{pid}_frame*.h5")):
-            with h5py.File(file, "r") as handle:
-                image, label = np.asarray(handle["image"], np.float32), np.asarray(handle["label"], np.int64)
-            x = torch.from_numpy(np.stack([normalise(s) for s in image]))[:, None]
-            images.append(F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
-            labels.append(F.interpolate(torch.from_numpy(label)[:, None].float(), size=(size, size), mode="nearest")[:, 0].long())
-            counts.append(len(image))
-    return torch.cat(images), torch.cat(labels), counts
-
-
-def fine_tune(images, labels, encoder_path: Path | None, iterations: int, seed: int, batch: int = 8) -> SegNet:
-    torch.manual_seed(seed)
-    model = SegNet(CNN_2D)
-    if encoder_path is not None:
-        model.encoder.load_state_dict(load_checkpoint(encoder_path, kind="encoder")["state"])
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(iterations):
-        index = torch.randint(len(images), (batch,), generator=generator)
-        x, y = images[index], labels[index][:, None]
-        if torch.rand(1, generator=generator).item() < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        loss = loss_fn(model(x), y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model
+def pretext_config(held_out: list[str], iterations: int | None) -> PretextConfig:
+    """The shipped pretext pipeline, with the held-out ACDC patients removed from its ACDC source."""
+    config = load_pipeline(PRETEXT_PIPELINE, PretextConfig)
+    sources = [s.model_copy(update={"exclude": [*s.exclude, *(f"patient{p}_" for p in held_out)]}) if s.layout == "acdc_h5" else s for s in config.sources]
+    return config.model_copy(update={"sources": sources, "device": "cpu", **({"iterations": iterations} if iterations else {})})
 
 
 @torch.no_grad()
-def location_error(pretext_model: Path, patient_ids: list[str], size: int) -> tuple[float, float]:
-    """Task 2 on unseen stacks: mean |predicted - true| slice location (0..1), and that of always answering 0.5."""
+def location_error(pretext_model: Path, card, held_out: list[str], size: int) -> tuple[float, float]:
+    """Task 2 on the held-out stacks (never seen in pretraining): mean |predicted - true| base-to-apex location,
+    and that of always answering 0.5."""
+    import h5py
+
+    from medsuite.checkpoints import load_checkpoint
     from medsuite.pretext.model import PretextNet
+    from medsuite.pretext.pretrain import _resize, normalise
 
     checkpoint = load_checkpoint(pretext_model, kind="pretext")
-    model = PretextNet(checkpoint["config"]["backbone"], heatmap_channels=4)
+    model = PretextNet(checkpoint["config"]["backbone"]).eval()
     model.load_state_dict(checkpoint["state"])
-    model.eval()
-    images, _, counts = load_slices(patient_ids, size)
-    truth = torch.cat([torch.linspace(0, 1, n) for n in counts])
-    predicted = torch.cat([model(images[i : i + 32])[1] for i in range(0, len(images), 32)])
-    return float((predicted - truth).abs().mean()), float((truth - 0.5).abs().mean())
+    errors, baseline = [], []
+    for record in (r for r in discover_records(card) if r["patient"] in held_out):
+        with h5py.File(record["image"], "r") as handle:
+            stack = normalise(np.asarray(handle["image"], np.float32))
+        truth = np.linspace(0, 1, len(stack))  # ACDC stores base first (geometry.slice_locations)
+        predicted = model(torch.from_numpy(_resize(stack, size))[:, None])[1].numpy()
+        errors += list(np.abs(predicted - truth))
+        baseline += list(np.abs(truth - 0.5))
+    return float(np.mean(errors)), float(np.mean(baseline))
 
 
-@torch.no_grad()
-def evaluate(model: SegNet, images, labels, counts: list[int]) -> float:
-    """Mean foreground Dice over test volumes (per volume, classes 1..3, then averaged)."""
-    model.eval()
-    metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
-    start = 0
-    for n in counts:
-        pred = torch.cat([model(images[start + i : start + min(i + 16, n)]).argmax(1) for i in range(0, n, 16)])
-        truth = labels[start : start + n]
-        # (1, C, H, W, S): one volume per metric row.
-        one_hot = lambda v: F.one_hot(v, CLASSES).permute(3, 1, 2, 0)[None].float()  # noqa: E731
-        metric(one_hot(pred), one_hot(truth))
-        start += n
-    return float(metric.aggregate().mean()) * 100
+def segmentation_config(backbone: dict, size: int, patients: int, steps: int, batch: int, seed: int) -> SegmentationPipeline:
+    """neU-Net with the pretext backbone on whole resized slices; validation only once, at the end."""
+    config = SegmentationPipeline.model_validate(
+        {
+            "name": "pretext_label_efficiency",
+            "data": {"card": CARD, "inplane": "resize", "image_size": [size, size], "train_patients": patients},
+            "model": {"name": "neunet", "spatial_dims": 2, "out_channels": 4},
+            "backbone": backbone,
+            "train": {"batch_size": batch, "lr": 3e-3, "augment": True, "val_every": 10**6},
+            "seed": seed,
+        }
+    )
+    slices = sum(v["image"].shape[-1] for v in split_volumes(load_card(CARD), config, "train"))
+    epochs = math.ceil(steps / math.ceil(slices / batch))  # the same step budget whatever N is
+    return config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", type=Path, help="a pretext encoder.pt; pretrain one when absent")
-    parser.add_argument("--pretrain-iterations", type=int, default=500)
-    parser.add_argument("--iterations", type=int, default=200, help="fine-tuning iterations per run")
+    parser.add_argument("--encoder", type=Path, help="a pretext encoder.pt; pretrain one (DIR/pretrain) when absent")
+    parser.add_argument("--pretrain-iterations", type=int, help="override the pretext pipeline's iterations")
+    parser.add_argument("--steps", type=int, default=400, help="fine-tuning optimiser steps per run (about)")
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--arms", nargs="+", choices=["scratch", "pretext"], default=["scratch", "pretext"])
     parser.add_argument("--labelled", type=int, nargs="+", default=[2, 4, 8])
-    parser.add_argument("--test-patients", type=int, default=10)
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/medsuite_pretext_benchmark"))
+    parser.add_argument("--table-only", action="store_true", help="print the table of DIR/scores.json and stop")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if not ACDC.is_dir():
-        sys.exit(f"benchmark needs {ACDC} (absent)")
-    order = list(np.random.default_rng(args.seed).permutation(patients()))
-    test, pool = order[: args.test_patients], order[args.test_patients :]
-    print(f"test patients ({len(test)}): {' '.join(test)}")
-    encoder = args.encoder
-    if encoder is None and "pretext" in args.arms:
-        cmv = DATA / "cardiac_multiview"
-        config = PretextConfig(
-            sources=[
-                Source(layout="dicom_exam", path=str(cmv / "cmr_plan_056B")),
-                Source(layout="cinema_nifti", path=str(cmv / "cinema_examples" / "mnms2")),
-                Source(layout="nifti_stacks", path=str(cmv / "cinema_examples" / "mnms")),
-                Source(layout="acdc_h5", path=str(ACDC), exclude=test),
-            ],
-            image_size=args.size,
-            iterations=args.pretrain_iterations,
-            seed=args.seed,
-            device="cpu",
-        )
-        start = time.time()
-        figures = run_pretraining(config, args.out / "pretrain")
-        encoder = args.out / "pretrain" / "encoder.pt"
-        print(f"pretrained on {figures['n_samples']} slices in {time.time() - start:.0f} s: loss {figures['loss_first']} -> {figures['loss_last']}")
-    if "pretext" in args.arms and (encoder.parent / "pretext_model.pt").exists():
-        mae, baseline = location_error(encoder.parent / "pretext_model.pt", test, args.size)
-        print(f"task 2 on held-out stacks: slice-location MAE {mae:.3f} (always answering 0.5: {baseline:.3f})")
-    test_images, test_labels, test_counts = load_slices(test, args.size)
+    card = load_card(CARD)
+    if card.data_root() is None or not card.data_root().is_dir():
+        sys.exit(f"benchmark needs the {CARD} data ({card.data_root()}, absent)")
+    held_out = test_patients(card)
+    pretext = load_pipeline(PRETEXT_PIPELINE, PretextConfig)
+    size = pretext.image_size
     scores_file = args.out / "scores.json"
+    if not args.table_only:
+        print(f"test patients ({len(held_out)}): {' '.join(held_out)}", flush=True)
+        encoder = args.encoder
+        if encoder is None and "pretext" in args.arms:
+            encoder = args.out / "pretrain" / "encoder.pt"
+            if not encoder.exists():
+                start = time.time()
+                report = lambda step, loss: step % 100 == 99 and print(f"  pretext step {step + 1}: loss {loss:.4f} ({time.time() - start:.0f} s)", flush=True)  # noqa: E731
+                figures = run_pretraining(pretext_config(held_out, args.pretrain_iterations), encoder.parent, progress=report)
+                write_json(encoder.parent / "history.json", figures.pop("history"))
+                write_json(encoder.parent / "figures.json", figures)
+                print(f"pretrained on {figures['n_samples']} slices in {time.time() - start:.0f} s: loss {figures['loss_first']} -> {figures['loss_last']}", flush=True)
+        if "pretext" in args.arms and encoder is not None and (encoder.parent / "pretext_model.pt").exists():
+            mae, baseline = location_error(encoder.parent / "pretext_model.pt", card, held_out, size)
+            print(f"task 2 on the held-out stacks: slice-location MAE {mae:.3f} (always answering 0.5: {baseline:.3f})", flush=True)
+        test = None
+        for seed in args.seeds:
+            for n in args.labelled:
+                for arm in args.arms:
+                    key = f"{arm}/{n}/{args.steps}/{seed}"
+                    config = segmentation_config(pretext.backbone, size, n, args.steps, args.batch, seed)
+                    run = args.out / f"{arm}_n{n}_steps{args.steps}_seed{seed}"
+                    start = time.time()
+                    train(config, run, device="cpu", init=encoder if arm == "pretext" else None, quiet=True)
+                    model, _, _ = load_model(run / "last.pt")
+                    test = test if test is not None else split_volumes(card, config, "test")
+                    metrics = evaluate_volumes(model, test, config)
+                    dice = 100 * metrics["mean_dice"]
+                    print(f"  seed {seed}, {n} labelled, {arm}: {config.train.epochs} epochs, test Dice {dice:.2f} ({time.time() - start:.0f} s)", flush=True)
+                    # Merge with what other processes (the other arm) wrote.
+                    scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
+                    scores[key] = {"mean_dice": dice, "per_class": {c: 100 * v["dice"] for c, v in metrics["per_class"].items()}, "epochs": config.train.epochs}
+                    write_json(scores_file, scores)
+    print_table(json.loads(scores_file.read_text()), args, len(held_out), size)
+
+
+def _cell(value: float | None, width: int, fmt: str) -> str:
+    """A right-aligned table cell: ``fmt`` is the sign/precision part of a format spec, '-' when missing."""
+    return format(value, f">{fmt[0] if fmt[0] in '+-' else ''}{width}{fmt.lstrip('+-')}") if value is not None else "-".rjust(width)
+
+
+def print_table(scores: dict, args: argparse.Namespace, n_test: int, size: int) -> None:
+    def mean(arm: str, n: int) -> tuple[float | None, int]:
+        values = [scores[k]["mean_dice"] for s in args.seeds if (k := f"{arm}/{n}/{args.steps}/{s}") in scores]
+        return (float(np.mean(values)) if values else None), len(values)
+
+    print(f"\nACDC mean foreground Dice (%) on the card's {n_test} test patients; neU-Net, {size}x{size} resized slices, about {args.steps} steps of {args.batch}")
+    print(f"{'labelled':>8} {'scratch':>8} {'pretext':>8} {'gain':>7} {'seeds':>5}")
+    rows = {}
     for n in args.labelled:
-        train_images, train_labels, _ = load_slices(pool[:n], args.size)
-        for arm in args.arms:
-            start = time.time()
-            model = fine_tune(train_images, train_labels, encoder if arm == "pretext" else None, args.iterations, args.seed)
-            dice = evaluate(model, test_images, test_labels, test_counts)
-            print(f"  {n} labelled, {arm}: Dice {dice:.2f} ({time.time() - start:.0f} s)", flush=True)
-            # Merge with what other processes (the other arm) wrote; keyed by the settings that matter.
-            scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
-            scores[f"{arm}/{n}/{args.iterations}/{args.size}/{args.seed}"] = dice
-            write_json(scores_file, scores)
-    scores = json.loads(scores_file.read_text())
-    get = lambda arm, n: scores.get(f"{arm}/{n}/{args.iterations}/{args.size}/{args.seed}")  # noqa: E731
-    print(f"\nACDC mean foreground Dice (%) on {len(test)} held-out patients, {args.iterations} fine-tuning iterations, {args.size}^2 slices")
-    print(f"{'labelled':>8} {'scratch':>8} {'pretext':>8} {'gain':>7}")
-    for n in args.labelled:
-        scratch, pretext = get("scratch", n), get("pretext", n)
-        cell = lambda v: f"{v:>8.2f}" if v is not None else f"{'-':>8}"  # noqa: E731
-        gain = f"{pretext - scratch:>+7.2f}" if scratch is not None and pretext is not None else f"{'-':>7}"
-        print(f"{n:>8} {cell(scratch)} {cell(pretext)} {gain}")
+        (scratch, k1), (pre, k2) = mean("scratch", n), mean("pretext", n)
+        gain = pre - scratch if scratch is not None and pre is not None else None
+        print(f"{n:>8} {_cell(scratch, 8, '.2f')} {_cell(pre, 8, '.2f')} {_cell(gain, 7, '+.2f')} {min(k1, k2):>5}")
+        rows[str(n)] = {"scratch": scratch, "pretext": pre, "gain": gain, "seeds": min(k1, k2)}
+    write_json(args.out / f"table_steps{args.steps}.json", rows)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 
 from medsuite.pretext.exams import read_exam
 from medsuite.pretext.geometry import (
+    APEX_DIRECTION_RAS,
     Plane,
     angle_between,
     clip_to_image,
@@ -83,8 +84,19 @@ def test_slice_locations_and_spacing_from_geometry():
     a0 = np.cross(normal, [0, 0, 1.0])
     a0 /= np.linalg.norm(a0)
     planes = [axis_plane(np.array([3.0, 1.0, 2.0]) + t * normal, a0, np.cross(normal, a0)) for t in (20.0, 0.0, 30.0, 10.0)]
-    np.testing.assert_allclose(slice_locations(planes), [2 / 3, 0.0, 1.0, 1 / 3])
+    # This normal points to the patient's right/superior (towards the base): location runs against it.
+    assert normal @ APEX_DIRECTION_RAS < 0
+    np.testing.assert_allclose(slice_locations(planes), [1 / 3, 1.0, 0.0, 2 / 3])
     assert stack_spacing(planes) == pytest.approx(10.0)
+    # The same slices stored with the opposite normal (axes swapped) get the same anatomical locations.
+    flipped = [axis_plane(p.origin, p.axes[1], p.axes[0]) for p in planes]
+    np.testing.assert_allclose(slice_locations(flipped), [1 / 3, 1.0, 0.0, 2 / 3])
+
+
+def test_slice_locations_without_scanner_geometry_follow_storage_order():
+    # A diagonal affine (ACDC NIfTI) carries no prescription: storage order (base first in ACDC) is kept.
+    planes = planes_from_affine(np.diag([1.5, 1.5, 10.0, 1.0]), (8, 8, 5))
+    np.testing.assert_allclose(slice_locations(planes), [0, 0.25, 0.5, 0.75, 1.0])
 
 
 def test_nifti_planes_follow_the_affine():

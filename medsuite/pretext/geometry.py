@@ -170,11 +170,29 @@ def stack_positions(planes: Sequence[Plane]) -> np.ndarray:
     return np.array([float(p.origin @ normal) for p in planes])
 
 
+#: The heart's long axis from base to apex points to the patient's left, anterior and inferior: in RAS+
+#: that is (-x, +y, -z). Every real short-axis prescription is oblique and has a clear sign along it.
+APEX_DIRECTION_RAS = np.array([-1.0, 1.0, -1.0]) / np.sqrt(3.0)
+
+
 def slice_locations(planes: Sequence[Plane]) -> np.ndarray:
-    """Relative location of each slice in a parallel stack, normalised to [0, 1] (0: lowest along the normal)."""
-    positions = stack_positions(planes)
+    """Relative location of each slice of a parallel short-axis stack in [0, 1]: 0 at the base, 1 at the apex.
+
+    The rule is anatomical, not the storage order, so DICOM series, NIfTI stacks and index-space sets agree
+    (an inconsistent target would teach the encoder noise): positions along the stack normal, signed so
+    that increasing means towards ``APEX_DIRECTION_RAS``. A normal along a world axis means the file
+    carries no scanner geometry (ACDC's diagonal NIfTI affines); the storage order is used then, which
+    for ACDC and M&Ms runs base to apex (checked on ACDC: the heart shrinks with the index in 160/160 volumes).
+    """
+    if len(planes) == 1:
+        return np.zeros(1)
+    normal = planes[0].normal
+    if np.abs(normal).max() > 1 - 1e-6:
+        positions = np.arange(len(planes), dtype=np.float64)
+    else:
+        positions = stack_positions(planes) * (1.0 if normal @ APEX_DIRECTION_RAS >= 0 else -1.0)
     span = positions.max() - positions.min()
-    if len(planes) == 1 or span == 0:
+    if span == 0:
         return np.zeros(len(planes))
     return (positions - positions.min()) / span
 

@@ -20,7 +20,8 @@ from medsuite.config import REPO_ROOT
 from medsuite.errors import MedsuiteError
 
 SourceKind = Literal["dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"]
-CNN_2D = {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [1, 2, 2, 2], "norm": "instance"}
+CNN_2D = {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2, 2], "norm": "instance"}
+# A strided stem, as in the shipped segmentation pipeline (pipelines/segmentation_neunet_acdc.yaml): CPU-affordable.
 
 
 class Source(BaseModel):
@@ -60,18 +61,20 @@ class Sample:
     has_location: float
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Robust min-max to [0, 1] (1st..99.5th percentile), the same for every source and for fine-tuning."""
-    low, high = np.percentile(image, [1, 99.5])
-    return np.clip((image - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
+def normalise(volume: np.ndarray) -> np.ndarray:
+    """Robust min-max of a whole volume to [0, 1] (0.5th..99.5th percentile): the segmentation pipeline's MR
+    normalisation (``intensity_transform("MR")``), so the encoder sees fine-tuning's intensity distribution."""
+    low, high = np.percentile(volume, [0.5, 99.5])
+    return np.clip((volume - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
 
 
 def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """(C, H, W) -> (C, size, size), bilinear (heatmaps and image move together, so targets stay aligned)."""
+    """(C, H, W) -> (C, size, size), bilinear with anti-aliasing like the segmentation pipeline's resize
+    (heatmaps and image move together, so targets stay aligned)."""
     import torch
     import torch.nn.functional as F
 
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(array))[None], size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+    return F.interpolate(torch.from_numpy(np.ascontiguousarray(array))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
 
 
 def exam_samples(exam, config: PretextConfig) -> list[Sample]:
@@ -79,11 +82,11 @@ def exam_samples(exam, config: PretextConfig) -> list[Sample]:
 
     samples = []
     for item in exam_targets(exam, config.sigma_mm, config.min_angle_deg):
-        frames = item.view.frames
+        frames = normalise(item.view.frames)  # one view's cine = one volume
         phases = np.unique(np.linspace(0, frames.shape[0] - 1, min(config.max_phases, frames.shape[0])).round().astype(int))
         for s in range(len(item.view.planes)):
             for t in phases:
-                stacked = _resize(np.concatenate([normalise(frames[t, s])[None], item.heatmaps[s]]), config.image_size)
+                stacked = _resize(np.concatenate([frames[t, s][None], item.heatmaps[s]]), config.image_size)
                 located = item.locations is not None
                 samples.append(Sample(stacked[0], stacked[1:], item.mask[s].copy(), float(item.locations[s]) if located else 0.0, float(located)))
     return samples
@@ -92,7 +95,8 @@ def exam_samples(exam, config: PretextConfig) -> list[Sample]:
 def stack_samples(stack: np.ndarray, locations: np.ndarray, config: PretextConfig, channels: int) -> list[Sample]:
     """Task-2-only samples from a SAX stack (S, H, W) and its slice locations."""
     empty_heat = np.zeros((channels, config.image_size, config.image_size), np.float32)
-    return [Sample(_resize(normalise(stack[s])[None], config.image_size)[0], empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
+    stack = normalise(stack)
+    return [Sample(_resize(stack[s][None], config.image_size)[0], empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
 
 
 def _kept(paths: Sequence[Path], source: Source) -> list[Path]:
@@ -126,12 +130,13 @@ def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
                 image = nib.load(str(file))
                 stack = np.moveaxis(np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]), 2, 0)
                 samples += stack_samples(stack, slice_locations(planes_from_affine(image.affine, image.shape)), config, len(VIEW_KINDS))
-        else:  # acdc_h5: no geometry, slices in stored order, location in index space
+        else:  # acdc_h5: no geometry; ACDC stores slices base to apex (see geometry.slice_locations)
             import h5py
 
             for file in _kept(list(root.glob("*.h5")), source):
                 with h5py.File(file, "r") as handle:
-                    stack = np.asarray(handle["image"], dtype=np.float32)
+                    # stored (z, y, x) from SimpleITK; (z, x, y) slices match nibabel's NIfTI slices (and the data layer)
+                    stack = np.asarray(handle["image"], dtype=np.float32).transpose(0, 2, 1)
                 samples += stack_samples(stack, np.linspace(0, 1, len(stack)) if len(stack) > 1 else np.zeros(1), config, len(VIEW_KINDS))
         counts[f"{source.layout}:{source.path}"] = len(samples) - before
     if not samples:
@@ -161,6 +166,8 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     device = resolve_device(config.device)
     model = PretextNet(config.backbone, heatmap_channels=samples[0].heatmaps.shape[0]).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # Cosine decay to zero: the loss settles by the last iteration instead of hovering at the base rate.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.iterations)
     images = torch.from_numpy(np.stack([s.image for s in samples]))[:, None]
     heat = torch.from_numpy(np.stack([s.heatmaps for s in samples]))
     mask = torch.from_numpy(np.stack([s.mask for s in samples]))
@@ -184,6 +191,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         optimiser.zero_grad()
         total.backward()
         optimiser.step()
+        schedule.step()
         history.append({"total": float(total.detach()), "orientation": float(orientation), "location": float(location)})
         if progress:
             progress(step, history[-1]["total"])
