@@ -72,20 +72,21 @@ def medsuite_method(config: RegistrationConfig, model=None, **switches) -> Calla
 
 
 def sitk_bspline(pair: PathologicalPair):
-    """SimpleITK affine (medsuite's pre-alignment) + B-spline (20 mm knot spacing), Mattes MI, LBFGS-B."""
+    """SimpleITK affine (medsuite's pre-alignment) + B-spline (30 mm knots), Mattes MI on 5 % random samples,
+    LBFGS-B, three levels (4, 2, 1): the ITK examples' schedule, kept cheap enough to finish in ANTs' league."""
     affine = affine_prealign(pair.fixed, pair.moving)
     fixed = sitk.Cast(to_sitk(pair.fixed), sitk.sitkFloat32)
     moving = sitk.Cast(to_sitk(pair.moving), sitk.sitkFloat32)
-    mesh = [max(1, int(round(s * sp / 20.0))) for s, sp in zip(fixed.GetSize(), fixed.GetSpacing())]  # 20 mm knots
+    mesh = [max(1, int(round(s * sp / 30.0))) for s, sp in zip(fixed.GetSize(), fixed.GetSpacing())]  # 30 mm knots
     bspline = sitk.BSplineTransformInitializer(fixed, mesh)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, 0)
+    method.SetMetricSamplingPercentage(0.05, 0)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=50)
-    method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([1, 0])
+    method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30, maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=60)
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2, 1, 0])
     method.SetMovingInitialTransform(affine)
     method.SetInitialTransform(bspline, inPlace=True)
     method.Execute(fixed, moving)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import ScaleIntensityRangePercentiles
+from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 
 from medsuite.batch import Case, find_cases, run_batch
 from medsuite.checkpoints import load_checkpoint
@@ -18,6 +18,7 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
 from medsuite.segmentation.models import count_parameters, make_model
 
@@ -49,9 +50,20 @@ class Segmenter:
         self.parameters = count_parameters(self.model)
 
     def __call__(self, vol: Volume) -> np.ndarray:
-        image = NORMALISE(torch.as_tensor(np.asarray(vol.array, dtype=np.float32)))
-        labels = predict_volume(self.model, torch.as_tensor(image), self.config, slice_axis=stack_axis(vol))
+        labels = predict_volume(self.model, self._normalised(vol), self.config, slice_axis=stack_axis(vol))
         return labels.numpy().astype(np.uint8)
+
+    def _normalised(self, vol: Volume) -> torch.Tensor:
+        return torch.as_tensor(NORMALISE(torch.as_tensor(np.asarray(vol.array, dtype=np.float32))))
+
+    def network_input(self, vol: Volume) -> torch.Tensor:
+        """(1, 1, *image_size): the middle slice as the network sees it (resized, or its central patch)."""
+        axis = stack_axis(vol)
+        image = self._normalised(vol).movedim(axis, 0)
+        middle = image[image.shape[0] // 2][None, None]
+        if self.config.data.inplane == "native":
+            return ResizeWithPadOrCrop(self.config.data.image_size)(middle[0])[None].as_tensor()
+        return resize_images(middle, self.config.data.image_size)
 
 
 def label_volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -80,10 +92,13 @@ def segment_batch(
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
     segmenter = Segmenter(checkpoint, device=device)
+    examples: list[torch.Tensor] = []  # the first case's middle slice: spiking models' energy depends on real data
 
     def process(case: Case) -> dict[str, Any]:
         vol = read_3d(case.path, frame=frame)
         labels = segmenter(vol)
+        if not examples:
+            examples.append(segmenter.network_input(vol))
         target = write_nifti(output_of(out_dir, case), labels, vol.affine, inputs=[case.path])
         return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
 
@@ -92,17 +107,15 @@ def segment_batch(
     report = json.loads((out_dir / "report.json").read_text())
     report["labels"] = {str(k): v for k, v in LABELS.items()}
     report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}
-    report["energy"] = _energy(segmenter)
+    if examples:
+        report["energy"] = _energy(segmenter, examples[0])
     write_json(out_dir / "report.json", report)
     return code
 
 
-def _energy(segmenter: Segmenter) -> dict[str, Any] | str:
-    """Per-slice inference energy estimate (the SNN helper's convention); absent helper -> a note."""
-    try:
-        from medsuite.backbones.energy import estimate_energy
-    except ImportError:
-        return "not available"
-    example = torch.zeros(1, 1, *segmenter.config.data.image_size, device=segmenter.device)
-    estimate = estimate_energy(segmenter.model, example)
-    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one 2D slice at the network size"}
+def _energy(segmenter: Segmenter, example: torch.Tensor) -> dict[str, Any]:
+    """Inference energy estimate (45 nm convention) of one network input cut from a real case."""
+    from medsuite.backbones.energy import estimate_energy
+
+    estimate = estimate_energy(segmenter.model, example.to(segmenter.device))
+    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one 2D network input (the first case's middle slice)"}

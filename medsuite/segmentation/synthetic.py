@@ -21,15 +21,15 @@ def synthetic_short_axis(shape=(144, 128, 9), seed: int = 0, affine: np.ndarray 
         r_lv, wall = 11.0 * scale + 3, 6.0
         lv = np.hypot(x, y) < r_lv
         myo = (np.hypot(x, y) < r_lv + wall) & ~lv
-        # the RV crescent beside the LV, on the side where ACDC's grid has it
-        rv = (np.hypot((x - 0.4 * r_lv) / 1.1, (y + r_lv + 8) / 1.6) < r_lv * 0.95) & ~(np.hypot(x, y) < r_lv + wall + 1)
+        # the RV crescent beside the LV, on the side where ACDC's grid (NIfTI index order) has it
+        rv = (np.hypot((y - 0.4 * r_lv) / 1.1, (x + r_lv + 8) / 1.6) < r_lv * 0.95) & ~(np.hypot(x, y) < r_lv + wall + 1)
         labels[..., k][rv] = 1
         labels[..., k][myo] = 2
         labels[..., k][lv] = 3
     # bSSFP-like contrast, relative to ACDC's mean intensities: bright blood, dark myocardium, dark lungs
     body = (np.hypot(x / (nx * 0.45), y / (ny * 0.42)) < 1.0).astype(np.float32) * 0.3
     for side in (-1, 1):
-        body[np.hypot((x - side * nx * 0.05) / (nx * 0.12), (y - side * ny * 0.25) / (ny * 0.12)) < 1.0] = 0.05
+        body[np.hypot((y - side * ny * 0.05) / (ny * 0.12), (x - side * nx * 0.25) / (nx * 0.12)) < 1.0] = 0.05
     intensity = np.array([0.0, 0.75, 0.25, 0.75], np.float32)[labels]
     image = np.where(labels > 0, intensity, body[..., None])
     image = ndimage.gaussian_filter(image, sigma=(1.0, 1.0, 0.0)) + rng.normal(0, 0.03, shape).astype(np.float32)
