@@ -176,3 +176,17 @@ def test_masks_written_into_the_input_folder_are_not_new_cases(tmp_path, tiny_ch
         assert segment_batch([path.parent], path.parent, checkpoint=tiny_checkpoint, quiet=True) == 0
     assert list(json.loads((path.parent / "report.json").read_text())["cases"]) == ["sax"]
     assert not (path.parent / "sax_seg_seg.nii.gz").exists()
+
+
+def test_a_3d_model_segments_in_the_input_geometry_and_reports_energy(tmp_path):
+    config = SegmentationPipeline.model_validate(
+        {"model": {"spatial_dims": 3, "roi_size": [32, 32, 8]}, "backbone": {"kind": "cnn", "spatial_dims": 3, "channels": [4, 8], "strides": [[1, 2, 2], [1, 2, 2]]}}
+    )
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "m3d.pt", kind="segmentation", state=make_model(config).state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
+    vol, _ = synthetic_short_axis(shape=(40, 36, 5))
+    path = write_nifti(tmp_path / "in" / "sax.nii.gz", vol.array, vol.affine)
+    assert segment_batch([path], tmp_path / "out", checkpoint=checkpoint, quiet=True) == 0
+    mask = nib.load(str(tmp_path / "out" / "sax_seg.nii.gz"))
+    assert mask.shape == vol.array.shape and np.array_equal(mask.affine, nib.load(str(path)).affine)
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["energy"]["macs"] > 0

@@ -57,9 +57,12 @@ class Segmenter:
         return torch.as_tensor(NORMALISE(torch.as_tensor(np.asarray(vol.array, dtype=np.float32))))
 
     def network_input(self, vol: Volume) -> torch.Tensor:
-        """(1, 1, *image_size): the middle slice as the network sees it (resized, or its central patch)."""
-        axis = stack_axis(vol)
-        image = self._normalised(vol).movedim(axis, 0)
+        """One network input: the middle slice as a 2D model sees it (resized, or its central patch), or a 3D
+        model's central sliding-window patch."""
+        if self.config.model.spatial_dims == 3:
+            roi = self.config.model.roi_size or tuple(vol.array.shape)
+            return ResizeWithPadOrCrop(roi)(self._normalised(vol)[None])[None].as_tensor()
+        image = self._normalised(vol).movedim(stack_axis(vol), 0)
         middle = image[image.shape[0] // 2][None, None]
         if self.config.data.inplane == "native":
             return ResizeWithPadOrCrop(self.config.data.image_size)(middle[0])[None].as_tensor()
