@@ -42,7 +42,7 @@ def mni152_paths() -> dict[str, Path]:
     return {name: folder / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz" for name in ("t1", "gm", "wm")}
 
 
-def _target_grid(shape: tuple[int, ...], affine: np.ndarray, resolution_mm: float) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+def target_grid(shape: tuple[int, ...], affine: np.ndarray, resolution_mm: float) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """Grid of ``resolution_mm`` voxels over the same field of view, same axes, same first voxel centre.
 
     Returns the new shape, the new affine and the old-voxel index of new voxel (1, 1, 1) step per axis.
@@ -62,7 +62,7 @@ def _mni152_arrays(resolution_mm: float) -> tuple[np.ndarray, np.ndarray, np.nda
     paths = mni152_paths()
     images = {name: nib.load(str(path)) for name, path in paths.items()}
     affine = np.asarray(images["t1"].affine, dtype=np.float64)
-    new_shape, new_affine, step = _target_grid(images["t1"].shape, affine, resolution_mm)
+    new_shape, new_affine, step = target_grid(images["t1"].shape, affine, resolution_mm)
     # Resample on exact voxel centres: the new grid is a strided sub-grid in continuous index space.
     coords = np.meshgrid(*[np.arange(n) * s for n, s in zip(new_shape, step)], indexing="ij")
     sample = {name: ndimage.map_coordinates(np.asarray(img.dataobj, dtype=np.float32), coords, order=1, mode="nearest") for name, img in images.items()}

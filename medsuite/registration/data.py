@@ -21,6 +21,7 @@ import torch
 
 from medsuite.data.cards import DataCard, load_card
 from medsuite.data.datasets import discover_records
+from medsuite.data.samples import target_grid
 from medsuite.data.transforms import IMAGE, LABEL
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d
@@ -38,11 +39,7 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 def regrid(volume: Volume, resolution_mm: float) -> Volume:
     """An empty volume over the same field of view and axes with ``resolution_mm`` voxels (a resampling target)."""
-    spacing = np.sqrt((volume.affine[:3, :3] ** 2).sum(axis=0))
-    step = resolution_mm / spacing
-    shape = tuple(int(np.floor((n - 1) / s)) + 1 for n, s in zip(volume.spatial_shape, step))
-    affine = volume.affine.copy()
-    affine[:3, :3] = volume.affine[:3, :3] @ np.diag(step)
+    shape, affine, _ = target_grid(volume.spatial_shape, volume.affine, resolution_mm)
     return Volume(np.zeros(shape, np.float32), affine)
 
 
