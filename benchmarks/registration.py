@@ -6,7 +6,12 @@ Every method is scored the same way: a method is a function moving-grid array ->
 (linear or nearest), so its total world transform is read back by warping the moving grid's world
 coordinates. Figures: mean Dice of warped GM/WM outside the lesion, mean error (mm) against the known
 displacement in the brain outside the lesion (and in a 10 mm shell around it), folding % (Jacobian of the world map <= 0 in the brain),
-lesion Dice of the predicted mask (moving space), wall and CPU seconds. Not a test (minutes).
+lesion Dice of the predicted mask (moving space), instance-optimisation steps taken, wall and CPU seconds.
+Not a test (minutes).
+
+Rows: affine pre-alignment alone (what the deformable stage adds is the difference), medsuite from the
+shipped checkpoint and from nothing, each also capped at ``--budgets`` steps (does the checkpoint reach
+the same quality in fewer steps?), the ablations, SimpleITK B-spline and ANTs SyN.
 
 Speed: every method gets the same ``--threads`` (torch and ITK/ANTs alike) and runs back to back on
 each pair; on a shared machine wall seconds depend on the neighbours, so CPU seconds (all threads of
@@ -62,11 +67,16 @@ def score(pair: PathologicalPair, warp_fn: Warper, lesion: np.ndarray | None) ->
     return result
 
 
-def medsuite_method(config: RegistrationConfig, model=None, **switches) -> Callable[[PathologicalPair], tuple[Warper, np.ndarray | None]]:
+Method = Callable[[PathologicalPair], tuple[Warper, np.ndarray | None, int | None]]
+
+
+def medsuite_method(config: RegistrationConfig, model=None, **switches) -> Method:
+    """(warp, lesion mask or None, instance-optimisation steps taken)."""
+
     def run(pair: PathologicalPair):
         result = register_volumes(pair.fixed, pair.moving, config, model=model, **switches)
         lesion = result.lesion if switches.get("use_segmentation", True) else None
-        return (lambda array, nearest: result.warp_moving(array, nearest=nearest)), lesion
+        return (lambda array, nearest: result.warp_moving(array, nearest=nearest)), lesion, result.steps_taken
 
     return run
 
@@ -95,7 +105,7 @@ def sitk_bspline(pair: PathologicalPair):
     def warp_fn(array: np.ndarray, nearest: bool) -> np.ndarray:
         return resample_moving(pair.moving.with_array(array), pair.fixed, total, nearest=nearest)
 
-    return warp_fn, None
+    return warp_fn, None, None
 
 
 def ants_syn(pair: PathologicalPair):
@@ -112,27 +122,33 @@ def ants_syn(pair: PathologicalPair):
         out = ants.apply_transforms(fixed, to_ants(pair.moving, array), reg["fwdtransforms"], interpolator="nearestNeighbor" if nearest else "linear")
         return out.numpy()
 
-    return warp_fn, None
+    return warp_fn, None, None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument("--deformation-mm", type=float, default=4.0, help="peak of the random smooth deformation (the generator's default: 4)")
     parser.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parents[1] / "medsuite/assets/registration/girnet_mni152.pt")
     parser.add_argument("--only", nargs="*", default=None, help="method names to run")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every method (torch, SimpleITK, ANTs)")
+    parser.add_argument("--budgets", type=int, nargs="*", default=[10, 20], help="extra rows: both medsuite starts capped at N instance steps (does the checkpoint need fewer?)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ANTs when it loads
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's first optimiser imports torch._dynamo (~2.5 s, once per process): not the first row's cost
     config = RegistrationConfig.model_validate(__import__("medsuite.config", fromlist=["read_yaml"]).read_yaml(Path(__file__).resolve().parents[1] / "pipelines/registration_girnet.yaml"))
     plain = config.model_copy(update={"losses": config.losses.model_copy(update={"symmetric": 0.0})})
-    methods = {}
+    methods: dict[str, Method] = {"affine pre-alignment only": medsuite_method(config, steps=0, use_segmentation=False)}
+    starts = {"IO alone": (None, config)}
     if args.checkpoint.is_file():
-        model, trained = load_model(args.checkpoint, config)
-        methods["medsuite (pretrained + IO)"] = medsuite_method(trained, model)
-    methods["medsuite (IO alone)"] = medsuite_method(config)
+        starts = {"pretrained + IO": load_model(args.checkpoint, config), **starts}
+    for start, (model, start_config) in starts.items():
+        methods[f"medsuite ({start})"] = medsuite_method(start_config, model)
+        for budget in args.budgets:
+            methods[f"medsuite ({start}, {budget} steps)"] = medsuite_method(start_config, model, steps=budget)
     methods["ablation: no inpainting"] = medsuite_method(config, use_inpainting=False)
     methods["ablation: no segmentation"] = medsuite_method(config, use_segmentation=False)
     methods["VoxelMorph-style (no lesion modules)"] = medsuite_method(plain, use_segmentation=False, use_inpainting=False)
@@ -142,22 +158,22 @@ def main() -> None:
         methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in args.only)}
     rows: dict[str, list[dict]] = {name: [] for name in methods}
     for seed in range(args.first_seed, args.first_seed + args.pairs):
-        pair = make_pathological_pair(seed)
+        pair = make_pathological_pair(seed, deformation_mm=args.deformation_mm)
         for name, method in methods.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            warp_fn, lesion = method(pair)
-            figures = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+            warp_fn, lesion, steps = method(pair)
+            figures = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": np.nan if steps is None else steps}
             figures.update(score(pair, warp_fn, lesion))
             rows[name].append(figures)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
-    header = f"{'method':40s} {'Dice':>6s} {'err mm':>7s} {'shell':>7s} {'fold %':>7s} {'lesion':>7s} {'wall s':>7s} {'cpu s':>7s} {'cpu/ANTs':>9s}"
+    header = f"{'method':40s} {'steps':>5s} {'Dice':>6s} {'err mm':>7s} {'shell':>7s} {'fold %':>7s} {'lesion':>7s} {'wall s':>7s} {'cpu s':>7s} {'cpu/ANTs':>9s}"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n{args.pairs} pair(s), 2 mm, {os.cpu_count()} CPU(s) visible, {args.threads} thread(s) for every method, load average at the end {load:.1f}")
+    print(f"\n{args.pairs} pair(s), 2 mm, deformation peak {args.deformation_mm:g} mm, {os.cpu_count()} CPU(s) visible, {args.threads} thread(s) for every method, load average at the end {load:.1f}")
     print(header)
     reference = np.mean([r["cpu_s"] for r in rows.get("ANTs SyN", [{"cpu_s": np.nan}])])
     for name, figures in rows.items():
         mean = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
-        print(f"{name:40s} {mean['dice']:6.3f} {mean['error_mm']:7.2f} {mean['shell_error_mm']:7.2f} {mean['folding_pct']:7.3f} {mean['lesion_dice']:7.3f} {mean['wall_s']:7.1f} {mean['cpu_s']:7.1f} {mean['cpu_s'] / reference:9.2f}")
+        print(f"{name:40s} {mean['steps']:5.0f} {mean['dice']:6.3f} {mean['error_mm']:7.2f} {mean['shell_error_mm']:7.2f} {mean['folding_pct']:7.3f} {mean['lesion_dice']:7.3f} {mean['wall_s']:7.1f} {mean['cpu_s']:7.1f} {mean['cpu_s'] / reference:9.2f}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def save_checkpoint(target: str | Path, *, kind: str, state: dict[str, Any], con
     return target
 
 
-def load_checkpoint(path: str | Path, *, kind: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, kind: str | tuple[str, ...], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``kind`` may list several accepted kinds (``--init`` takes an encoder or a whole segmentation model)."""
     path = Path(path)
+    kinds = (kind,) if isinstance(kind, str) else kind
     if not path.is_file():
         raise MedsuiteError(path, "no such checkpoint", "check the path or train one first")
     try:
@@ -33,6 +35,7 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location: str | torch.de
         raise MedsuiteError(path, f"checkpoint is damaged or not a checkpoint ({type(exc).__name__})", "re-train or restore the file") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MedsuiteError(path, "is not a medsuite checkpoint", "give a checkpoint written by medsuite train")
-    if payload.get("kind") != kind:
-        raise MedsuiteError(path, f"is a {payload.get('kind')} checkpoint, not {kind}", f"give a {kind} checkpoint")
+    if payload.get("kind") not in kinds:
+        wanted = " or ".join(kinds)
+        raise MedsuiteError(path, f"is a {payload.get('kind')} checkpoint, not {wanted}", f"give a {wanted} checkpoint")
     return payload

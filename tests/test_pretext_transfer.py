@@ -38,7 +38,7 @@ def test_resize_matches_the_segmentation_resize():
 def test_pretext_encoder_loads_into_the_segmentation_network(tmp_path):
     from medsuite.segmentation.config import SegmentationPipeline
     from medsuite.segmentation.models import make_model
-    from medsuite.segmentation.train import load_encoder_init
+    from medsuite.segmentation.train import load_init
 
     backbone = load_pipeline(PIPELINE, PretextConfig).backbone
     torch.manual_seed(0)
@@ -46,7 +46,7 @@ def test_pretext_encoder_loads_into_the_segmentation_network(tmp_path):
     spec = EncoderSpec.model_validate(backbone)
     save_checkpoint(tmp_path / "encoder.pt", kind="encoder", state=pretext.encoder.state_dict(), config={"backbone": spec.model_dump(mode="json")})
     model = make_model(SegmentationPipeline.model_validate({"model": {"name": "neunet"}, "backbone": backbone}))
-    load_encoder_init(model, tmp_path / "encoder.pt")
+    load_init(model, tmp_path / "encoder.pt")
     x = torch.rand(1, 1, 32, 32)
     for ours, theirs in zip(pretext.encoder.eval()(x), model.encoder.eval()(x)):
         assert torch.equal(ours, theirs)

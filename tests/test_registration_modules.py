@@ -7,6 +7,7 @@ import torch
 
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.inference import clean_mask, load_model
+from medsuite.registration.instance import inpaint_around
 from medsuite.registration.losses import generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import folding_percent, integrate, jacobian_determinant, warp
@@ -63,6 +64,21 @@ def test_clean_mask_keeps_one_filled_region():
     assert mask.sum() == 7**3 and mask[8, 8, 8]
 
 
+def test_inpainting_runs_on_the_lesion_box_only():
+    torch.manual_seed(0)
+    model = GIRNet(RegistrationConfig()).eval()
+    torch.nn.init.constant_(model.inpainter.head.conv.bias, 0.7)  # a fill that differs from the image
+    image, guide = torch.rand(1, 1, 40, 40, 40), torch.rand(1, 1, 40, 40, 40)
+    lesion = torch.zeros_like(image)
+    with torch.no_grad():
+        assert torch.equal(inpaint_around(model, image, lesion, guide), image)  # no lesion: no pass at all
+        lesion[..., 18:22, 18:22, 18:22] = 1.0
+        filled = inpaint_around(model, image, lesion, guide, margin=4)
+    inside = lesion.bool()
+    assert not torch.allclose(filled[inside], image[inside])
+    assert torch.equal(filled[~inside], image[~inside])
+
+
 def test_training_writes_a_resumable_checkpoint(tmp_path):
     config = RegistrationConfig()
     config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.checkpoint_every = 1, 8.0, 2, 1
@@ -81,4 +97,4 @@ def test_pipeline_yaml_names_every_loss_weight():
 
     config = load_pipeline(PIPELINES_DIR / "registration_girnet.yaml", RegistrationConfig)
     assert set(read_yaml(PIPELINES_DIR / "registration_girnet.yaml")["losses"]) == set(type(config.losses).model_fields)
-    assert config.losses.smooth == 3.0 and config.backbone.kind == "cnn"
+    assert config.losses.smooth > 0 and config.backbone.kind == "cnn" and config.instance.mask_level in config.instance.levels

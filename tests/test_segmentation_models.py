@@ -12,7 +12,7 @@ from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.models import make_model
 from medsuite.segmentation.neunet import AnisotropicSubpixelUpsample, NeUNet
-from medsuite.segmentation.train import load_encoder_init
+from medsuite.segmentation.train import load_init
 from medsuite.segmentation.wavelets import haar_level
 
 torch.set_num_threads(1)
@@ -84,10 +84,22 @@ def test_init_loads_pretrained_encoder(tmp_path) -> None:
     donor = make_model(tiny_config("neunet", 2)).encoder
     torch.nn.init.constant_(next(donor.parameters()), 0.25)
     path = save_checkpoint(tmp_path / "enc.pt", kind="encoder", state=donor.state_dict(), config={"backbone": {**TINY, "spatial_dims": 2}})
-    load_encoder_init(model, path)
+    load_init(model, path)
     assert torch.equal(next(model.encoder.parameters()), next(donor.parameters()))
-    with pytest.raises(MedsuiteError, match="cannot take --init"):
-        load_encoder_init(make_model(tiny_config("unet", 2)), path)
+    with pytest.raises(MedsuiteError, match="cannot take encoder weights"):
+        load_init(make_model(tiny_config("unet", 2)), path)
+
+
+def test_init_fine_tunes_a_whole_segmentation_checkpoint(tmp_path) -> None:
+    config = tiny_config("unet", 2)
+    donor = make_model(config)
+    torch.nn.init.constant_(next(donor.parameters()), 0.25)
+    path = save_checkpoint(tmp_path / "seg.pt", kind="segmentation", state=donor.state_dict(), config=config.model_dump(mode="json"))
+    model = make_model(config)
+    load_init(model, path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), donor.state_dict().values()))
+    with pytest.raises(MedsuiteError, match="do not fit"):
+        load_init(make_model(tiny_config("neunet", 2)), path)
 
 
 def test_monai_models_refuse_non_cnn_backbones() -> None:

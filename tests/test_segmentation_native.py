@@ -35,6 +35,22 @@ def test_training_patches_cut_image_and_label_alike_and_mostly_hold_foreground()
     assert with_foreground >= 16  # half the patches are centred on a labelled pixel
 
 
+def test_zoom_augmentation_enlarges_the_heart_in_image_and_label_alike():
+    label = np.zeros((1, 100, 100), np.int64)
+    label[0, 45:55, 45:55] = 3  # 100 pixels; a patch centred on it holds it whole, zoomed or not
+    image = label.astype(np.float32) / 3.0
+    plain = dict(augment=True, zoom_range=(1.0, 1.0))
+    zoomed = dict(augment=True, zoom_range=(2.0, 2.0), zoom_prob=1.0)
+    areas = {}
+    for name, train in (("plain", plain), ("zoomed", zoomed)):
+        transform = slice_transform(native_config(**train), train=True)
+        transform.set_random_state(seed=0)
+        outs = [transform({"image": torch.as_tensor(image), "label": torch.as_tensor(label)}) for _ in range(10)]
+        areas[name] = max([float((np.asarray(o["label"]) == 3).sum()) for o in outs])
+        assert all(np.mean((np.asarray(o["image"]) > 0.5) == (np.asarray(o["label"]) == 3)) > 0.97 for o in outs)
+    assert 3.0 < areas["zoomed"] / areas["plain"] < 5.0  # twice the side, four times the area (give or take the affine scale)
+
+
 def test_sliding_window_prediction_equals_the_pointwise_model_on_the_whole_slice():
     """A pointwise (1x1) model gives the same logits in every window, so the stitched labels must equal the
     model applied to the whole slice: windows are placed and blended on the right pixels."""

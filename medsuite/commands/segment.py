@@ -36,7 +36,7 @@ def train_segmentation(
     pipeline: Path = typer.Option(Path("pipelines/segmentation_neunet_acdc.yaml"), "--pipeline", help="Pipeline YAML."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (resumes from last.pt when present)."),
     max_epochs: int | None = typer.Option(None, "--max-epochs", help="Override train.epochs."),
-    init: Path | None = typer.Option(None, "--init", help="Encoder checkpoint (kind encoder) to start from."),
+    init: Path | None = typer.Option(None, "--init", help="Start from an encoder checkpoint (pretext pretraining) or a whole segmentation checkpoint of the same model (fine-tuning)."),
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),

@@ -45,6 +45,7 @@ class Registration:
     inpainted: np.ndarray  # moving grid, moving intensity scale
     seconds: dict[str, float] = field(default_factory=dict)
     energy: dict | str = "not estimated"
+    steps_taken: int = 0  # instance-optimisation steps over all levels (levels stop early on a loss plateau)
 
     @property
     def folding_percent(self) -> float:
@@ -142,6 +143,7 @@ def register_volumes(
         inpainted=np.zeros(moving.spatial_shape, np.float32),
         seconds=seconds,
         energy=energy,
+        steps_taken=len(result.losses),
     )
     registration.warped = registration.warp_moving(np.asarray(moving.array, np.float32))
     lesion_pre = clean_mask(result.lesion[0, 0].numpy())
@@ -229,6 +231,7 @@ def register_files(
             "fixed": str(Path(fixed_path).resolve()),
             "moving": str(Path(moving_path).resolve()),
             "outputs": outputs,
+            "steps_taken": result.steps_taken,
             "folding_percent": result.folding_percent,
             "lesion_volume_ml": result.lesion_volume_ml,
             "seconds": round(result.seconds["total"], 3),

@@ -67,12 +67,42 @@ def healthy_fill(moving: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor, 
     return moving * (1 - mask) + healthy * mask, healthy
 
 
+def inpaint_around(model: GIRNet, image: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, margin: int = 12) -> torch.Tensor:
+    """The trained inpainter on the lesion's bounding box plus ``margin`` voxels of context: only the fill
+    inside the mask (probability >= 0.5, as the written mask) is used, and a full-grid 3D pass costs ten times more."""
+    found = torch.nonzero(lesion[0, 0] >= 0.5)
+    if len(found) == 0:
+        return image
+    low = (found.min(dim=0).values - margin).clamp_min(0).tolist()
+    high = (found.max(dim=0).values + margin + 1).tolist()
+    box = (slice(None), slice(None), *(slice(a, b) for a, b in zip(low, high)))
+    filled = image.clone()
+    filled[box] = model.inpaint(image[box], lesion[box], guide[box])
+    return filled
+
+
 def plateaued(history: list[float], tolerance: float, window: int = 5) -> bool:
     """The mean loss of the last ``window`` steps improved by less than ``tolerance`` on the window before."""
     if tolerance <= 0 or len(history) < 2 * window:
         return False
     recent, before = sum(history[-window:]) / window, sum(history[-2 * window : -window]) / window
     return before - recent < tolerance * abs(before)
+
+
+def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, shape: tuple[int, ...], prior_logit: float | None, voxel_mm: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(velocity, lesion logits or None) on ``shape`` to start from: identity without a model; else the trained
+    nets run on the grid they were trained on (their voxel size), resampled to ``shape``. Logits come only
+    when ``prior_logit`` is given and are floored there, so the instance stage can still grow a missed lesion."""
+    if model is None:
+        return torch.zeros(1, 3, *shape), None
+    full_shape = tuple(fixed.shape[2:])
+    own = grid_shape(full_shape, max(1, round(model.resolution_mm / voxel_mm)))
+    f, m = resize_image(fixed, own), resize_image(moving, own)
+    with torch.no_grad():
+        velocity = resize_field(model.velocity(m, f), shape)
+        if prior_logit is None:
+            return velocity, None
+        return velocity, resize_image(torch.clamp_min(model.lesion_logits(m), prior_logit), shape)
 
 
 def optimise_pair(
@@ -101,29 +131,30 @@ def optimise_pair(
         f, m = resize_image(fixed, shape), resize_image(moving, shape)
         window = head_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
-            with torch.no_grad():
-                velocity = model.velocity(m, f) if model is not None else torch.zeros(1, 3, *shape)
-                # Floored at the prior, so the instance stage can still grow a lesion the generator missed.
-                prior = torch.full((1, 1, *shape), io.lesion_prior_logit)
-                logits = torch.maximum(model.lesion_logits(m), prior) if model is not None and io.generator_start else prior
+            velocity, logits = warm_start(model, fixed, moving, shape, io.lesion_prior_logit if io.generator_start else None, voxel_mm)
+            logits = logits if logits is not None else torch.full((1, 1, *shape), io.lesion_prior_logit)
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
-        logits = resize_image(logits, shape).detach().requires_grad_(use_segmentation)
+        # The mask learns on one level (coarser, a lesion is a few blurred voxels; finer, the generation
+        # terms cost most of a full-resolution step) and stays fixed on the finer levels after it.
+        learns_mask = use_segmentation and factor == io.mask_level
+        keeps_mask = use_segmentation and factor < io.mask_level
+        logits = resize_image(logits, shape).detach().requires_grad_(learns_mask)
         groups = [{"params": [velocity], "lr": io.learning_rate}]
-        if use_segmentation:
+        if learns_mask:
             groups.append({"params": [logits], "lr": io.mask_learning_rate})
         optimiser = torch.optim.Adam(groups)
-        # The mask learns on the finest level only: on coarse grids a lesion is a few blurred voxels.
-        last = factor == io.levels[-1]
-        warmup = int(io.lesion_warmup * n_steps) if last else n_steps
+        warmup = int(io.lesion_warmup * n_steps) if learns_mask else n_steps
+        head = None
         level_history: list[float] = []
         for step in range(n_steps):
             forward = resize_field(integrate(velocity, io.integration_steps), shape)
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
             guide = warp(f, inverse)  # the healthy atlas seen in the patient's space
-            learning_mask = use_segmentation and step >= warmup
-            mask = torch.sigmoid(logits) if learning_mask else torch.zeros_like(m)
+            learning_mask = learns_mask and step >= warmup
+            mask = torch.sigmoid(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
-            head = inside_head(guide.detach(), window)
+            if head is None or not keeps_mask:  # with a fixed mask the brain interior is taken once per level
+                head = inside_head(guide.detach(), window)
             patient, healthy = healthy_fill(m, frozen_mask, guide.detach(), head)
             patient = patient if use_inpainting else m
             keep = None if use_inpainting else 1 - warp(frozen_mask, forward)
@@ -138,8 +169,8 @@ def optimise_pair(
             loss.backward()
             optimiser.step()
             level_history.append(float(loss.detach()))
-            # Stop a level once its loss has flattened (on the last one, only after the mask started learning).
-            if step >= (warmup if last else 0) + io.min_steps and plateaued(level_history, io.plateau_tolerance):
+            # Stop a level once its loss has flattened (on the mask's level, only after the mask started learning).
+            if step >= (warmup if learns_mask else 0) + io.min_steps and plateaued(level_history, io.plateau_tolerance):
                 break
         history.extend(level_history)
     with torch.no_grad():
@@ -149,5 +180,5 @@ def optimise_pair(
         guide = warp(fixed, inverse)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
-        inpainted = model.inpaint(moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
+        inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
     return InstanceResult(forward, inverse, lesion, inpainted, history)

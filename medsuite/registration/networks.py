@@ -53,6 +53,7 @@ class GIRNet(nn.Module):
         super().__init__()
         spec, decoder = config.backbone, list(config.decoder_channels)
         self.integration_steps = config.instance.integration_steps
+        self.resolution_mm = config.train.resolution_mm  # the grid it learned on: a warm start runs there
         self.mask_generator = EncoderDecoder(spec, 1, 1, decoder)
         self.inpainter = EncoderDecoder(spec, 3, 1, decoder)
         self.velocity_net = EncoderDecoder(spec, 2, 3, decoder, zero_head=True)

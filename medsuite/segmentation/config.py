@@ -41,6 +41,10 @@ class TrainSection(Strict):
     weight_decay: float = 1e-5
     augment: bool = True
     flips: bool = Field(False, description="random left-right/up-down flips (orientation invariance costs Dice on ACDC)")
+    zoom_range: tuple[float, float] = Field(
+        (1.0, 1.0), description="random isotropic zoom of whole slices (>1 enlarges): robustness to finer pixel spacings than the training scans'"
+    )
+    zoom_prob: float = Field(0.25, ge=0.0, le=1.0, description="probability of that zoom per slice")
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last): whole-volume validation costs more than an epoch")
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
 

@@ -3,12 +3,13 @@ inference use (so what the network sees at inference is what it saw in training)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, SpatialPadd, ToTensord
+from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, RandZoomd, SpatialPadd, ToTensord
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, make_dataset
@@ -56,7 +57,9 @@ class RandPatchd(RandCropByPosNegLabeld):
         super().__init__([IMAGE, LABEL], label_key=LABEL, spatial_size=tuple(size), pos=1, neg=1, num_samples=1, allow_smaller=True)
 
     def __call__(self, data, lazy=None):  # noqa: ANN001 - MONAI's signature
-        return super().__call__(data, lazy=lazy)[0]
+        with warnings.catch_warnings():  # slices above and below the heart have no label: a random patch is right there
+            warnings.filterwarnings("ignore", message="Num foregrounds 0")
+            return super().__call__(data, lazy=lazy)[0]
 
 
 def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
@@ -73,6 +76,9 @@ def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
             RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=0 if native else 8, mode=("bilinear", "nearest"), padding_mode="zeros"),
             RandAdjustContrastd(IMAGE, prob=0.3, gamma=(0.7, 1.5)),
         ]
+        low, high = config.train.zoom_range
+        if (low, high) != (1.0, 1.0):  # pixel spacings differ between scanners: the same heart at other pixel sizes
+            steps.append(RandZoomd(keys, prob=config.train.zoom_prob, min_zoom=low, max_zoom=high, mode=("bilinear", "nearest"), keep_size=True))
         if config.train.flips:
             steps += [RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5, spatial_axis=1)]
     if native and train:

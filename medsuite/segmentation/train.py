@@ -27,16 +27,22 @@ from medsuite.segmentation.models import make_model
 KIND = "segmentation"
 
 
-def load_encoder_init(model: torch.nn.Module, path: str | Path) -> None:
-    """Pretrained encoder weights (the pretext pipeline's ``kind="encoder"`` checkpoints) into ``model.encoder``."""
-    if not hasattr(model, "encoder"):
-        raise MedsuiteError(path, "this model builds its own encoder and cannot take --init", "use model: neunet")
-    ckpt = load_checkpoint(path, kind="encoder")
+def load_init(model: torch.nn.Module, path: str | Path) -> None:
+    """``--init``: pretrained encoder weights (the pretext pipeline's ``kind="encoder"`` checkpoints) into
+    ``model.encoder``, or a whole segmentation checkpoint of the same architecture to fine-tune (the shipped
+    model on a hospital's own labels). Optimiser and schedule start fresh either way."""
+    ckpt = load_checkpoint(path, kind=("encoder", KIND))
+    if ckpt["kind"] == KIND:
+        target, fix = model, "fine-tune a checkpoint of the same model and backbone as this pipeline"
+    elif hasattr(model, "encoder"):
+        target, fix = model.encoder, "pretrain with the same backbone channels"
+    else:
+        raise MedsuiteError(path, "this model builds its own encoder and cannot take encoder weights", "use model: neunet")
     try:
-        model.encoder.load_state_dict(ckpt["state"])
+        target.load_state_dict(ckpt["state"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise MedsuiteError(path, f"encoder weights do not fit this model's backbone ({first})", "pretrain with the same backbone channels") from exc
+        raise MedsuiteError(path, f"weights do not fit this model ({first})", fix) from exc
 
 
 def _cosine_lr(optimiser: torch.optim.Optimizer, base: float, step_fraction: float, time_fraction: float) -> None:
@@ -94,7 +100,7 @@ def train(
         start_epoch, best, history = ckpt["epoch"], ckpt["best"], ckpt["history"]
         console.print(f"resuming {last} after epoch {start_epoch}")
     elif init is not None:
-        load_encoder_init(model, init)
+        load_init(model, init)
     began = time.perf_counter() - (history[-1]["minutes"] * 60 if history else 0.0)
     step = start_epoch * len(loader)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
