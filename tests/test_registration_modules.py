@@ -8,7 +8,7 @@ import torch
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.inference import clean_mask, load_model
 from medsuite.registration.instance import inpaint_around
-from medsuite.registration.losses import generation_loss, lncc_map
+from medsuite.registration.losses import box_mean, generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import folding_percent, integrate, jacobian_determinant, warp
 from medsuite.registration.train import FINAL, train
@@ -39,6 +39,17 @@ def test_integration_and_jacobian_of_a_known_field():
     jac = jacobian_determinant(scaling)
     np.testing.assert_allclose(jac, -0.5)
     assert folding_percent(jac) == 100.0
+
+
+def test_box_mean_is_the_mean_over_each_box_clipped_at_the_borders():
+    torch.manual_seed(0)
+    t = torch.rand(1, 1, 7, 6, 5, dtype=torch.float64)
+    expected = torch.empty_like(t)
+    for x in range(7):
+        for y in range(6):
+            for z in range(5):
+                expected[0, 0, x, y, z] = t[0, 0, max(x - 2, 0) : x + 3, max(y - 2, 0) : y + 3, max(z - 2, 0) : z + 3].mean()
+    torch.testing.assert_close(box_mean(t, 5), expected)
 
 
 def test_lncc_is_one_for_affinely_related_images():
