@@ -49,6 +49,7 @@ class TrainConfig(BaseModel):
     pairs: int = 8
     resolution_mm: float = 8.0
     iterations: int = 80
+    registration_warmup: int = Field(0, ge=0, description="first iterations train the velocity net alone on the plain images, before the mask joins")
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     checkpoint_every: int = 20

@@ -36,25 +36,31 @@ def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Te
     return hole
 
 
-def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator) -> dict[str, float]:
+def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator, *, registration_only: bool = False) -> dict[str, float]:
+    """One step per module, the other two frozen. ``registration_only`` (the warm-up): the velocity net alone on
+    the plain patient image. An untrained generator's masks hide tissue from the registration loss (the
+    inpainter fills it from the guide, which then matches any field), and the net learned fields worse than none."""
     fixed, moving, _ = batch
-    weights, io = config.losses, config.instance
+    weights = config.losses
+    window = head_window(config.train.resolution_mm)  # ~20 mm at any training resolution
     losses = {}
 
     # Registration: the inpainted patient image vs the atlas, mask and inpainter frozen.
     with torch.no_grad():
-        mask = torch.sigmoid(model.lesion_logits(moving))
+        mask = None if registration_only else torch.sigmoid(model.lesion_logits(moving))
     velocity = model.velocity(moving, fixed)
     forward, inverse = model.flows(velocity)
     guide = warp(fixed, inverse)
     with torch.no_grad():
-        patient = model.inpaint(moving, mask, guide)
-    loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, io.window)
-    loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, io.window) + weights.smooth * smoothness_loss(velocity)
+        patient = moving if mask is None else model.inpaint(moving, mask, guide)
+    loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, window)
+    loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, window) + weights.smooth * smoothness_loss(velocity)
     optimisers["reg"].zero_grad(set_to_none=True)
     loss.backward()
     optimisers["reg"].step()
     losses["reg"] = float(loss.detach())
+    if registration_only:
+        return losses
     guide = guide.detach()
 
     # Inpainting: fill a random hidden box of the patient image from its surroundings and the guide.
@@ -72,7 +78,7 @@ def co_learning_step(model: GIRNet, optimisers: dict, batch, config: Registratio
     with torch.no_grad():
         head = inside_head(guide, head_window(config.train.resolution_mm))
         gap = dissimilarity_map(moving, intensity_match(guide, moving, head * (1 - mask.detach()))) * head
-    loss = weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv, balanced=True)
+    loss = weights.generation * generation_loss(mask, gap, config.instance.lesion_threshold, weights.mask_tv, balanced=True)
     optimisers["gen"].zero_grad(set_to_none=True)
     loss.backward()
     optimisers["gen"].step()
@@ -119,7 +125,7 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
     began = time.perf_counter()
     for iteration in range(start, config.train.iterations):
         batch = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
-        losses = co_learning_step(model, optimisers, batch, config, generator)
+        losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=iteration < config.train.registration_warmup)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
         log.write(json.dumps(record) + "\n")
         log.flush()
