@@ -37,7 +37,6 @@ class InstanceConfig(BaseModel):
     mask_level: int = Field(2, description="downsampling factor of the level (one of levels) on which the lesion mask learns; finer levels keep it fixed")
     generator_start: bool = Field(False, description="start the lesion logits from a trained mask generator (else from the prior)")
 
-
     @model_validator(mode="after")
     def _mask_level_is_a_level(self) -> "InstanceConfig":
         if self.mask_level not in self.levels:
