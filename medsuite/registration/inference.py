@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from medsuite.io import Volume, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.instance import grid_shape, optimise_pair
+from medsuite.registration.instance import model_grid, optimise_pair
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.prealign import affine_prealign
 from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps, warp
@@ -81,16 +81,14 @@ def clean_mask(probability: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
 
 
-def inference_energy(model: GIRNet | None, pair: torch.Tensor, config: RegistrationConfig) -> dict | str:
-    """The estimated energy of the network pass a warm start runs (SNN helper's convention), on the
-    first instance level's grid; instance optimisation's own steps are gradient arithmetic, not counted."""
-    try:
-        from medsuite.backbones.energy import CONVENTION, estimate_energy
-    except ImportError:
-        return "not available"
+def inference_energy(model: GIRNet | None, pair: torch.Tensor, voxel_mm: float) -> dict:
+    """The estimated energy of one pass of the trained modules (SNN helper's convention) on the grid a warm
+    start runs them on; instance optimisation's own steps are gradient arithmetic, not counted."""
+    from medsuite.backbones.energy import CONVENTION, estimate_energy
+
     if model is None:
         return {"macs": 0, "acs": 0, "energy_mj": 0.0, "convention": CONVENTION, "note": "no network ran (instance optimisation only)"}
-    example = resize_image(pair, grid_shape(tuple(pair.shape[2:]), config.instance.levels[0]))
+    example = resize_image(pair, model_grid(model, tuple(pair.shape[2:]), voxel_mm))
     estimate = estimate_energy(model, example)
     return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": f"one pass of the three modules on a {list(example.shape[2:])} grid"}
 
@@ -125,9 +123,10 @@ def register_volumes(
     moving_n, low, high = normalise(premoved)
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
     torch.manual_seed(seed)
-    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=float(np.mean(fixed.spacing)))
+    voxel_mm = float(np.mean(fixed.spacing))
+    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm)
     seconds["deformable"] = time.perf_counter() - start
-    energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1), config)
+    energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1), voxel_mm)
 
     start = time.perf_counter()
     forward = result.forward[0].numpy().astype(np.float64)

@@ -44,6 +44,11 @@ def grid_shape(full_shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
     return tuple(max(8, -(-n // factor)) for n in full_shape)
 
 
+def model_grid(model: GIRNet, full_shape: tuple[int, ...], voxel_mm: float) -> tuple[int, ...]:
+    """The grid of ``voxel_mm`` inputs at the resolution ``model`` was trained on: where its networks run."""
+    return grid_shape(full_shape, max(1, round(model.resolution_mm / voxel_mm)))
+
+
 def head_window(voxel_mm: float) -> int:
     """An odd window spanning ~20 mm: the brain-interior test must mean the same at every resolution."""
     return max(3, 2 * round(10.0 / voxel_mm) + 1)
@@ -95,8 +100,7 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
     when ``prior_logit`` is given and are floored there, so the instance stage can still grow a missed lesion."""
     if model is None:
         return torch.zeros(1, 3, *shape), None
-    full_shape = tuple(fixed.shape[2:])
-    own = grid_shape(full_shape, max(1, round(model.resolution_mm / voxel_mm)))
+    own = model_grid(model, tuple(fixed.shape[2:]), voxel_mm)
     f, m = resize_image(fixed, own), resize_image(moving, own)
     with torch.no_grad():
         velocity = resize_field(model.velocity(m, f), shape)

@@ -76,7 +76,7 @@ def co_learning_step(model: GIRNet, optimisers: dict, batch, config: Registratio
     # patient's contrast on the tissue the current mask calls healthy, as in instance optimisation).
     mask = torch.sigmoid(model.lesion_logits(moving))
     with torch.no_grad():
-        head = inside_head(guide, head_window(config.train.resolution_mm))
+        head = inside_head(guide, window)
         gap = dissimilarity_map(moving, intensity_match(guide, moving, head * (1 - mask.detach()))) * head
     loss = weights.generation * generation_loss(mask, gap, config.instance.lesion_threshold, weights.mask_tv, balanced=True)
     optimisers["gen"].zero_grad(set_to_none=True)

@@ -121,4 +121,4 @@ def _energy(segmenter: Segmenter, example: torch.Tensor) -> dict[str, Any]:
     from medsuite.backbones.energy import estimate_energy
 
     estimate = estimate_energy(segmenter.model, example.to(segmenter.device))
-    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one 2D network input (the first case's middle slice)"}
+    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one network input cut from the first case (a 2D model's middle slice, a 3D model's central patch)"}
