@@ -12,7 +12,7 @@ from medsuite.registration.inference import clean_mask, load_model
 from medsuite.registration.instance import inpaint_around
 from medsuite.registration.losses import box_mean, generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import folding_percent, integrate, jacobian_determinant, warp
+from medsuite.registration.spatial import content_box, downsample_image, folding_percent, integrate, jacobian_determinant, resize_image, uncrop, warp
 from medsuite.registration.train import FINAL, train
 
 torch.set_num_threads(1)
@@ -58,6 +58,34 @@ def test_lncc_is_one_for_affinely_related_images():
     image = torch.rand(1, 1, 12, 12, 12)
     assert lncc_map(image, 3.0 * image + 2.0, 5)[..., 3:-3, 3:-3, 3:-3].min() > 0.95
     assert lncc_map(image, torch.rand(1, 1, 12, 12, 12), 5).mean() < 0.2
+
+
+def test_lncc_pulls_in_low_contrast_tissue():
+    # White matter's local variance after [0, 1] scaling is ~1e-4: its correlation must still count.
+    torch.manual_seed(0)
+    flat = 0.8 + 0.15 * torch.rand(1, 1, 12, 12, 12)  # local variance ~2e-3
+    assert lncc_map(flat, 2.0 * flat, 5)[..., 3:-3, 3:-3, 3:-3].mean() > 0.5
+
+
+def test_downsampling_averages_instead_of_picking_voxels():
+    checker = torch.zeros(1, 1, 33, 33, 33)
+    checker[..., ::2, :, :] = 1.0  # a pattern finer than the coarse grid: it must blur to grey, not alias
+    picked, smoothed = resize_image(checker, (9, 9, 9)), downsample_image(checker, (9, 9, 9))
+    assert float(picked.min()) == 1.0  # every kept voxel is a bright one
+    inner = smoothed[..., 1:-1, 1:-1, 1:-1]
+    assert abs(float(inner.mean()) - 0.5) < 0.02 and inner.std() < 0.02
+
+
+def test_content_box_crops_background_and_uncrop_restores_the_grid():
+    image = torch.zeros(1, 1, 30, 30, 30)
+    image[..., 10:15, 12:20, 5:8] = 1.0
+    box = content_box([image, torch.zeros_like(image)], margin=2)
+    assert box == (slice(8, 17), slice(10, 22), slice(3, 10))
+    field = torch.rand(1, 3, *[s.stop - s.start for s in box])
+    full = uncrop(field, box, (30, 30, 30), "replicate")
+    assert full.shape == (1, 3, 30, 30, 30) and torch.equal(full[(slice(None), slice(None), *box)], field)
+    assert torch.equal(full[..., 0, 10, 3], field[..., 0, 0, 0])  # edges replicated: no seam, no fold
+    assert uncrop(field[:, :1], box, (30, 30, 30), "constant")[..., 0, 0, 0].item() == 0.0
 
 
 def test_generation_loss_grows_the_mask_where_the_guide_fails():

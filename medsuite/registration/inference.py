@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from medsuite.io import Volume, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.instance import model_grid, optimise_pair
+from medsuite.registration.instance import model_grid, optimise_in_content_box
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.prealign import affine_prealign
 from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps, warp
@@ -124,7 +124,7 @@ def register_volumes(
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
     torch.manual_seed(seed)
     voxel_mm = float(np.mean(fixed.spacing))
-    result = optimise_pair(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm)
+    result = optimise_in_content_box(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm)
     seconds["deformable"] = time.perf_counter() - start
     energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1), voxel_mm)
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.losses import dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import integrate, resize_field, resize_image, warp
+from medsuite.registration.spatial import content_box, downsample_image, integrate, resize_field, resize_image, uncrop, warp
 
 
 @dataclass
@@ -132,7 +132,7 @@ def optimise_pair(
     for factor, n_steps in zip(io.levels, level_steps(config, steps)):
         shape = grid_shape(full_shape, factor)
         field_shape = grid_shape(full_shape, max(factor, io.field_factor))
-        f, m = resize_image(fixed, shape), resize_image(moving, shape)
+        f, m = downsample_image(fixed, shape), downsample_image(moving, shape)
         window = head_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
             velocity, logits = warm_start(model, fixed, moving, shape, io.lesion_prior_logit if io.generator_start else None, voxel_mm)
@@ -186,3 +186,22 @@ def optimise_pair(
         # as good for the registration loss and costs no network pass per step.
         inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
     return InstanceResult(forward, inverse, lesion, inpainted, history)
+
+
+def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: RegistrationConfig, *, voxel_mm: float = 2.0, margin_mm: float = 10.0, **options) -> InstanceResult:
+    """``optimise_pair`` on the box holding both images' content (plus ``margin_mm``), its results padded
+    back to the full grid: a brain fills about half of its volume's bounding grid, and background costs
+    a full-resolution step as much as tissue does."""
+    box = content_box([fixed, moving], margin=max(1, round(margin_mm / voxel_mm)))
+    inner = (slice(None), slice(None), *box)
+    result = optimise_pair(fixed[inner], moving[inner], config, voxel_mm=voxel_mm, **options)
+    shape = tuple(fixed.shape[2:])
+    inpainted = moving.clone()
+    inpainted[inner] = result.inpainted
+    return InstanceResult(
+        forward=uncrop(result.forward, box, shape, "replicate"),
+        inverse=uncrop(result.inverse, box, shape, "replicate"),
+        lesion=uncrop(result.lesion, box, shape, "constant"),
+        inpainted=inpainted,
+        losses=result.losses,
+    )

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import DVF2DDF, Warp
+from monai.networks.layers import GaussianFilter
 
 from medsuite.io import LPS_TO_RAS, Volume, to_sitk
 
@@ -51,6 +52,35 @@ def resize_field(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 def resize_image(image: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(image, size=tuple(shape), mode="trilinear", align_corners=True)
+
+
+def downsample_image(image: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``resize_image`` after a Gaussian low-pass of sigma (factor - 1) / 2 per axis (scikit-image's
+    anti-aliasing rule): trilinear sampling alone keeps one voxel in factor^3 and aliases edges."""
+    sigma = [max(0.0, (n / m - 1) / 2) for n, m in zip(image.shape[2:], shape)]
+    if max(sigma) > 0:
+        image = GaussianFilter(3, sigma)(image)
+    return resize_image(image, shape)
+
+
+def content_box(images: list[torch.Tensor], margin: int, threshold: float = 0.02) -> tuple[slice, ...]:
+    """The spatial slices of (1, 1, X, Y, Z) images around every voxel above ``threshold`` in any of them,
+    grown by ``margin`` voxels: outside, both images are background and the similarity has no gradient."""
+    found = torch.nonzero(torch.stack([image[0, 0] > threshold for image in images]).any(dim=0))
+    if len(found) == 0:
+        return tuple(slice(0, n) for n in images[0].shape[2:])
+    low = (found.min(dim=0).values - margin).clamp_min(0).tolist()
+    high = (found.max(dim=0).values + margin + 1).tolist()
+    return tuple(slice(a, min(b, n)) for a, b, n in zip(low, high, images[0].shape[2:]))
+
+
+def uncrop(tensor: torch.Tensor, box: tuple[slice, ...], shape: tuple[int, ...], mode: str) -> torch.Tensor:
+    """Pad a (B, C, ...) crop at ``box`` back to ``shape``: ``replicate`` for fields (no fold at the
+    seam), ``constant`` (zeros) for masks."""
+    pad: list[int] = []
+    for sl, n in reversed(list(zip(box, shape))):
+        pad += [sl.start, n - sl.stop]
+    return F.pad(tensor, pad, mode=mode)
 
 
 def jacobian_determinant(ddf: np.ndarray) -> np.ndarray:
