@@ -149,6 +149,20 @@ def test_registration_warmup_trains_the_velocity_net_alone(tmp_path):
     assert not all(torch.equal(trained[k], v) for k, v in untouched.items() if k.startswith("velocity_net"))
 
 
+def test_staged_schedule_freezes_the_velocity_net_after_its_warmup(tmp_path):
+    config = RegistrationConfig()
+    config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.registration_warmup = 1, 8.0, 1, 1
+    train(config, tmp_path / "warmup")  # the warm-up alone
+    config.train.iterations, config.train.schedule = 3, "staged"
+    train(config, tmp_path / "staged")
+    lines = [json.loads(line) for line in (tmp_path / "staged" / "log.jsonl").read_text().splitlines()]
+    assert [sorted(k for k in line if k in ("reg", "inp", "gen")) for line in lines] == [["reg"], ["gen", "inp"], ["gen", "inp"]]
+    warmed = load_model(tmp_path / "warmup" / FINAL, RegistrationConfig())[0].state_dict()
+    staged = load_model(tmp_path / "staged" / FINAL, RegistrationConfig())[0].state_dict()
+    assert all(torch.equal(staged[k], v) for k, v in warmed.items() if k.startswith("velocity_net"))
+    assert not all(torch.equal(staged[k], v) for k, v in warmed.items() if k.startswith("inpainter"))
+
+
 def test_pipeline_yaml_names_every_loss_weight():
     from medsuite.config import PIPELINES_DIR, load_pipeline, read_yaml
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from medsuite.backbones.base import EncoderSpec
@@ -49,6 +51,10 @@ class TrainConfig(BaseModel):
     resolution_mm: float = 8.0
     iterations: int = 80
     registration_warmup: int = Field(0, ge=0, description="first iterations train the velocity net alone on the plain images, before the mask joins")
+    schedule: Literal["co-learning", "staged"] = Field(
+        "co-learning",
+        description="after the warm-up: co-learning (GIRNet: one step per module each iteration) or staged (the velocity net stays frozen; inpainter and mask generator learn on its guides)",
+    )
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     checkpoint_every: int = 20

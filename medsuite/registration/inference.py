@@ -126,7 +126,8 @@ def register_volumes(
     voxel_mm = float(np.mean(fixed.spacing))
     result = optimise_in_content_box(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm)
     seconds["deformable"] = time.perf_counter() - start
-    energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1), voxel_mm)
+    region = (slice(None), slice(None), *(result.box or ()))
+    energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1)[region], voxel_mm)
 
     start = time.perf_counter()
     forward = result.forward[0].numpy().astype(np.float64)

@@ -29,6 +29,7 @@ class InstanceResult:
     lesion: torch.Tensor  # (1, 1, X, Y, Z) probability, pre-aligned moving space (fixed lattice)
     inpainted: torch.Tensor  # pre-aligned moving space
     losses: list[float]
+    box: tuple[slice, ...] | None = None  # the region optimised (``optimise_in_content_box``); None: the whole grid
 
 
 def level_steps(config: RegistrationConfig, total: int | None) -> list[int]:
@@ -75,12 +76,9 @@ def healthy_fill(moving: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor, 
 def inpaint_around(model: GIRNet, image: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, margin: int = 12) -> torch.Tensor:
     """The trained inpainter on the lesion's bounding box plus ``margin`` voxels of context: only the fill
     inside the mask (probability >= 0.5, as the written mask) is used, and a full-grid 3D pass costs ten times more."""
-    found = torch.nonzero(lesion[0, 0] >= 0.5)
-    if len(found) == 0:
+    if not bool((lesion >= 0.5).any()):
         return image
-    low = (found.min(dim=0).values - margin).clamp_min(0).tolist()
-    high = (found.max(dim=0).values + margin + 1).tolist()
-    box = (slice(None), slice(None), *(slice(a, b) for a, b in zip(low, high)))
+    box = (slice(None), slice(None), *content_box([lesion], margin, threshold=0.5))
     filled = image.clone()
     filled[box] = model.inpaint(image[box], lesion[box], guide[box])
     return filled
@@ -190,8 +188,9 @@ def optimise_pair(
 
 def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: RegistrationConfig, *, voxel_mm: float = 2.0, margin_mm: float = 10.0, **options) -> InstanceResult:
     """``optimise_pair`` on the box holding both images' content (plus ``margin_mm``), its results padded
-    back to the full grid: a brain fills about half of its volume's bounding grid, and background costs
-    a full-resolution step as much as tissue does."""
+    back to the full grid: a brain fills about half of its volume's bounding grid, background costs a
+    full-resolution step as much as tissue does, and where both images are background the similarity
+    has no gradient."""
     box = content_box([fixed, moving], margin=max(1, round(margin_mm / voxel_mm)))
     inner = (slice(None), slice(None), *box)
     result = optimise_pair(fixed[inner], moving[inner], config, voxel_mm=voxel_mm, **options)
@@ -204,4 +203,5 @@ def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: R
         lesion=uncrop(result.lesion, box, shape, "constant"),
         inpainted=inpainted,
         losses=result.losses,
+        box=box,
     )

@@ -64,9 +64,9 @@ def downsample_image(image: torch.Tensor, shape: tuple[int, ...]) -> torch.Tenso
 
 
 def content_box(images: list[torch.Tensor], margin: int, threshold: float = 0.02) -> tuple[slice, ...]:
-    """The spatial slices of (1, 1, X, Y, Z) images around every voxel above ``threshold`` in any of them,
-    grown by ``margin`` voxels: outside, both images are background and the similarity has no gradient."""
-    found = torch.nonzero(torch.stack([image[0, 0] > threshold for image in images]).any(dim=0))
+    """The spatial slices of (1, 1, X, Y, Z) images around every voxel at or above ``threshold`` in any of
+    them, grown by ``margin`` voxels (the whole grid when there is none)."""
+    found = torch.nonzero(torch.stack([image[0, 0] >= threshold for image in images]).any(dim=0))
     if len(found) == 0:
         return tuple(slice(0, n) for n in images[0].shape[2:])
     low = (found.min(dim=0).values - margin).clamp_min(0).tolist()

@@ -36,10 +36,11 @@ def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Te
     return hole
 
 
-def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator, *, registration_only: bool = False) -> dict[str, float]:
+def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator, *, registration_only: bool = False, registration_frozen: bool = False) -> dict[str, float]:
     """One step per module, the other two frozen. ``registration_only`` (the warm-up): the velocity net alone on
     the plain patient image. An untrained generator's masks hide tissue from the registration loss (the
-    inpainter fills it from the guide, which then matches any field), and the net learned fields worse than none."""
+    inpainter fills it from the guide, which then matches any field), and the net learned fields worse than none.
+    ``registration_frozen`` (the staged schedule after its warm-up): the velocity net only provides the guide."""
     fixed, moving, _ = batch
     weights = config.losses
     window = head_window(config.train.resolution_mm)  # ~20 mm at any training resolution
@@ -48,17 +49,19 @@ def co_learning_step(model: GIRNet, optimisers: dict, batch, config: Registratio
     # Registration: the inpainted patient image vs the atlas, mask and inpainter frozen.
     with torch.no_grad():
         mask = None if registration_only else torch.sigmoid(model.lesion_logits(moving))
-    velocity = model.velocity(moving, fixed)
-    forward, inverse = model.flows(velocity)
-    guide = warp(fixed, inverse)
-    with torch.no_grad():
-        patient = moving if mask is None else model.inpaint(moving, mask, guide)
-    loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, window)
-    loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, window) + weights.smooth * smoothness_loss(velocity)
-    optimisers["reg"].zero_grad(set_to_none=True)
-    loss.backward()
-    optimisers["reg"].step()
-    losses["reg"] = float(loss.detach())
+    with torch.set_grad_enabled(not registration_frozen):
+        velocity = model.velocity(moving, fixed)
+        forward, inverse = model.flows(velocity)
+        guide = warp(fixed, inverse)
+    if not registration_frozen:
+        with torch.no_grad():
+            patient = moving if mask is None else model.inpaint(moving, mask, guide)
+        loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, window)
+        loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, window) + weights.smooth * smoothness_loss(velocity)
+        optimisers["reg"].zero_grad(set_to_none=True)
+        loss.backward()
+        optimisers["reg"].step()
+        losses["reg"] = float(loss.detach())
     if registration_only:
         return losses
     guide = guide.detach()
@@ -125,7 +128,9 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
     began = time.perf_counter()
     for iteration in range(start, config.train.iterations):
         batch = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
-        losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=iteration < config.train.registration_warmup)
+        warming_up = iteration < config.train.registration_warmup
+        frozen = config.train.schedule == "staged" and not warming_up
+        losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=warming_up, registration_frozen=frozen)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
         log.write(json.dumps(record) + "\n")
         log.flush()
