@@ -4,6 +4,11 @@ Load the model once (the caller's ``process`` closes over it), walk the cases wi
 skip cases already done with ``resume``, log a failing case to ``errors.tsv`` and go on, and write
 ``report.json`` atomically after every case so a killed run still leaves a true report.
 Exit code: 0 all done, 1 some case failed.
+
+Before any case runs, the planned outputs are checked (see docs/reliability.md): no two cases may map to
+one output, no output may land inside an input or replace a file medsuite did not write there itself
+(``manifest.json`` lists what it wrote, with sha256), and ``--continue`` must use the options of the run
+it continues. Temp files a killed run left beside the outputs are removed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError
-from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, image_kind, sha256_file, write_json
+from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, check_output_dir, image_kind, orphaned_temp_files, sha256_file, write_json
 from medsuite.provenance import new_report
 
 log = logging.getLogger("medsuite.batch")
@@ -56,7 +61,8 @@ def find_cases(inputs: Iterable[str | Path], *, case_kind: Callable[[Path], bool
     """Expand inputs into cases: image files, DICOM series folders, and folders holding either.
 
     ``case_kind`` overrides what counts as a case folder (the classifier's cases are patient folders).
-    Names are made unique with a numeric suffix so two 'image.nii.gz' never overwrite each other.
+    Two inputs with one name (``d1/image.nii.gz``, ``d2/image.nii.gz``) are refused: their outputs would
+    collide, and a made-up suffix could collide with a third input's name.
     """
     found: list[Path] = []
     for item in map(Path, inputs):
@@ -73,12 +79,16 @@ def find_cases(inputs: Iterable[str | Path], *, case_kind: Callable[[Path], bool
             found += [c for c in children if c.is_dir() and (case_kind or _looks_like_dicom_folder)(c)]
     if not found:
         raise MedsuiteError(", ".join(map(str, inputs)) or "(no input)", "no images found", "give NIfTI/MHA/NRRD files or DICOM series folders")
-    cases, seen = [], {}
+    cases: dict[str, Case] = {}
     for path in found:
-        base = case_name(path)
-        seen[base] = seen.get(base, 0) + 1
-        cases.append(Case(base if seen[base] == 1 else f"{base}_{seen[base]}", path))
-    return cases
+        name = case_name(path)
+        if name in cases:
+            other = cases[name].path
+            same = other.resolve() == path.resolve()
+            problem = "is given twice" if same else f"and {other} both map to the case name {name!r} (their outputs would collide)"
+            raise MedsuiteError(path, problem, "give each input once" if same else "rename one of them, or run them in separate batches with separate -o folders")
+        cases[name] = Case(name, path)
+    return list(cases.values())
 
 
 def _configure_log(out_dir: Path) -> logging.FileHandler:
@@ -118,11 +128,17 @@ def run_batch(
     ``report_extra`` adds run-level figures to report.json (the model's energy estimate, its labels...).
     """
     out_dir = Path(out_dir)
+    planned = check_outputs(cases, out_dir, outputs_of)
+    previous = _previous_run(out_dir, command, parameters or {}) if resume else {}
+    check_output_dir(out_dir, sum(_size(c.path) for c in cases))
     out_dir.mkdir(parents=True, exist_ok=True)
+    for orphan in orphaned_temp_files([*planned, *(out_dir / name for name in RUN_FILES)]):
+        orphan.unlink()
     console = console or Console(stderr=True)
     handler = _configure_log(out_dir)
+    manifest = Manifest(out_dir)
+    manifest.add([out_dir / "batch.log"])
     report = new_report(command, parameters=parameters) | (report_extra or {})
-    previous = _previous_cases(out_dir) if resume else {}
     report["cases"] = {}
     failures: list[tuple[Case, str]] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -131,14 +147,16 @@ def run_batch(
             task = progress.add_task(command, total=len(cases))
             for case in cases:
                 progress.update(task, description=f"{command} {case.name}")
-                if resume and all(p.exists() for p in outputs_of(case)):
-                    report["cases"][case.name] = previous.get(case.name, {"input": str(case.path.resolve())}) | {"status": "skipped (done)"}
-                    log.info("skip %s: outputs present", case.name)
+                if resume and _done_before(previous.get(case.name), outputs_of(case), manifest):
+                    report["cases"][case.name] = previous[case.name] | {"status": "skipped (done)"}
+                    log.info("skip %s: done by the run being continued", case.name)
                     progress.advance(task)
                     continue
                 start = time.perf_counter()
+                manifest.add(outputs_of(case), pending=True)
                 try:
                     figures = process(case)
+                    manifest.add(outputs_of(case))
                     entry = {"input": str(case.path.resolve()), "sha256": sha256_file(case.path), "status": "done", "seconds": round(time.perf_counter() - start, 3), **figures}
                     log.info("done %s in %.2fs", case.name, entry["seconds"])
                 except MedsuiteError as exc:
@@ -153,20 +171,116 @@ def run_batch(
                     log.error("failed %s:\n%s", case.name, traceback.format_exc())
                     console.print(f"error: {message}", markup=False, highlight=False)
                 report["cases"][case.name] = entry
+                manifest.add([out_dir / "report.json"])
                 write_json(out_dir / "report.json", report)
                 progress.advance(task)
     finally:
         log.removeHandler(handler)
         handler.close()
     report["summary"] = {"cases": len(cases), "failed": len(failures), "done_or_skipped": len(cases) - len(failures)}
+    manifest.add([out_dir / "report.json", *([out_dir / "errors.tsv"] if failures else [])])
     write_json(out_dir / "report.json", report)
     _write_errors(out_dir, failures)
     return EXIT_CASE_FAILED if failures else EXIT_OK
 
 
-def _previous_cases(out_dir: Path) -> dict[str, Any]:
-    report = out_dir / "report.json"
-    try:
-        return json.loads(report.read_text()).get("cases", {}) if report.exists() else {}
-    except (OSError, ValueError):
+# ---------------------------------------------------------------------------------------------
+# What a run may write, and what it did write
+
+#: files of the run itself, beside the case outputs
+RUN_FILES = ("report.json", "errors.tsv", "batch.log", "manifest.json")
+
+
+class Manifest:
+    """``OUT/manifest.json``: every file medsuite wrote into OUT (relative path -> sha256; null for the run
+    files it rewrites as it goes, and for a case's outputs while the case runs, so a run killed mid-case
+    still owns them), so a rerun or ``--continue`` may replace exactly those and no other."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.path = out_dir / "manifest.json"
+        self.files: dict[str, str | None] = read_manifest(out_dir)
+
+    def _relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.out_dir.resolve()).as_posix()
+
+    def add(self, paths: Iterable[Path], *, pending: bool = False) -> None:
+        """Record ``paths``: before a case runs (``pending``), then with their sha256 once written."""
+        for path in paths:
+            relative = self._relative(path)
+            self.files[relative] = None if pending or relative in RUN_FILES or not Path(path).exists() else sha256_file(path)
+        self.files["manifest.json"] = None
+        write_json(self.path, {"written_by": "medsuite", "files": self.files})
+
+    def owns(self, path: Path) -> bool:
+        """Written (or being written) by medsuite and not edited since: a mask corrected by hand is the user's."""
+        relative = self._relative(path)
+        return relative in self.files and (self.files[relative] is None or self.files[relative] == sha256_file(path))
+
+    def confirmed(self, path: Path) -> bool:
+        """Written completely by medsuite, unchanged since."""
+        relative = self._relative(path)
+        return self.files.get(relative) is not None and self.files[relative] == sha256_file(path)
+
+
+def read_manifest(out_dir: Path) -> dict[str, str | None]:
+    target = Path(out_dir) / "manifest.json"
+    if not target.exists():
         return {}
+    try:
+        data = json.loads(target.read_text())
+        return dict(data["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MedsuiteError(target, "is not a medsuite manifest (damaged or someone else's)", "choose another output folder with -o") from exc
+
+
+def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Case], Sequence[Path]]) -> list[Path]:
+    """Refuse, before any work, outputs that collide, land inside an input, or replace a file medsuite
+    did not write (see :class:`Manifest`). Returns every planned output."""
+    out_dir = Path(out_dir)
+    owner: dict[Path, Case] = {}
+    inputs = {c.path.resolve(): c for c in cases}
+    case_folders = [c.path.resolve() for c in cases if c.path.is_dir()]
+    manifest = Manifest(out_dir) if out_dir.is_dir() else None
+    for case in cases:
+        for target in map(Path, outputs_of(case)):
+            resolved = target.resolve()
+            if resolved in owner:
+                raise MedsuiteError(case.path, f"and {owner[resolved].path} would both write {target}", "rename one of them, or run them into separate -o folders")
+            owner[resolved] = case
+            if resolved in inputs:
+                raise MedsuiteError(target, f"is an input, and the output of {case.path}", "choose another output folder with -o")
+            inside = next((folder for folder in case_folders if resolved.is_relative_to(folder)), None)
+            if inside is not None:
+                raise MedsuiteError(target, f"would be written inside the input case folder {inside}", "choose an output folder outside the inputs with -o")
+    for target in [*owner, *(out_dir.resolve() / name for name in RUN_FILES)]:
+        if target.exists() and not (manifest and manifest.owns(target)):
+            what = "a folder" if target.is_dir() else "a file medsuite did not write here (or one edited since)"
+            raise MedsuiteError(target, f"would be replaced, and it is {what}", "choose another output folder with -o, or move the file away")
+    return list(owner)
+
+
+def _previous_run(out_dir: Path, command: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The cases of the run ``--continue`` continues; refused if it ran another command or other options."""
+    target = out_dir / "report.json"
+    if not target.exists():
+        return {}
+    try:
+        previous = json.loads(target.read_text())
+    except (OSError, ValueError) as exc:
+        raise MedsuiteError(target, "cannot be read (damaged)", "run without --continue to redo every case") from exc
+    before = previous.get("parameters") or {}
+    changed = sorted(k for k in {*before, *parameters} if before.get(k) != json.loads(json.dumps(parameters.get(k), default=str)))
+    if previous.get("kind", command) != command or changed:
+        what = f"command {previous.get('kind')}" if previous.get("kind", command) != command else ", ".join(f"{k}: {before.get(k)!r} -> {parameters.get(k)!r}" for k in changed)
+        raise MedsuiteError(target, f"--continue with other options than the run it continues ({what})", "use the same options, or run without --continue to redo every case, or choose a new -o folder")
+    return previous.get("cases", {})
+
+
+def _done_before(entry: dict[str, Any] | None, outputs: Sequence[Path], manifest: Manifest) -> bool:
+    """Skip a case only if its report entry is complete and its outputs are the ones medsuite wrote."""
+    return bool(entry) and entry.get("status") in ("done", "skipped (done)") and all(p.exists() and manifest.confirmed(p) for p in outputs)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

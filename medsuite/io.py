@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -202,6 +204,13 @@ def require_finite_content(vol: Volume) -> Volume:
     return vol
 
 
+def require_finite(array: Any, target: str | Path | None, what: str = "output") -> None:
+    """An output (or a model's result) with NaN/inf values is a failure of the run, not a result."""
+    values = np.asarray(array)
+    if np.issubdtype(values.dtype, np.inexact) and not np.all(np.isfinite(values)):
+        raise MedsuiteError(target, f"the {what} holds NaN or infinite values ({int((~np.isfinite(values)).sum())} of {values.size}); nothing was written", "check the input for NaN/inf or extreme values, and the model", exit_code=1)
+
+
 def read_3d(path: str | Path, *, frame: int | None = None) -> Volume:
     """Read, then insist on a finite, non-empty 3D volume: the usual input of a pipeline."""
     return require_finite_content(require_3d(read_image(path), frame=frame))
@@ -218,13 +227,46 @@ def ensure_not_input(target: Path, inputs: Iterable[str | Path]) -> None:
             raise MedsuiteError(target, "would overwrite an input", "choose another output folder with -o")
 
 
+def check_output_dir(folder: str | Path, expected_bytes: int = 0) -> Path:
+    """Before any compute: ``folder`` must be a folder (or creatable), writable, with room for
+    ``expected_bytes`` (plus a margin), so a long run never fails at its very end."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MedsuiteError(folder, "exists and is a file, not a folder", "give a folder path to -o")
+    existing = next(p for p in (folder, *folder.resolve().parents) if p.exists())
+    if not existing.is_dir():
+        raise MedsuiteError(folder, f"cannot be created: {existing} is a file", "give a folder path to -o")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MedsuiteError(folder, f"is not writable ({existing} is read-only for this user)", "choose a writable output folder with -o")
+    free = shutil.disk_usage(existing).free
+    needed = int(expected_bytes * 1.1) + (16 << 20)
+    if free < needed:
+        raise MedsuiteError(folder, f"has {free >> 20} MB free, the outputs need about {needed >> 20} MB", "free disk space or choose another output folder with -o")
+    return folder
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name.split('.')[0]}-"
+
+
+def orphaned_temp_files(targets: Iterable[Path]) -> list[Path]:
+    """Temp files :func:`atomic_path` left beside ``targets`` when a run was killed before its rename."""
+    found = []
+    for target in map(Path, targets):
+        if target.parent.is_dir():
+            suffix = re.escape("".join(target.suffixes) or ".tmp")
+            pattern = re.compile(re.escape(_temp_prefix(target)) + r"[a-z0-9_]{8}" + suffix + "$")  # mkstemp's names
+            found += [p for p in target.parent.iterdir() if p.is_file() and pattern.match(p.name)]
+    return sorted(set(found))
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -244,9 +286,11 @@ def write_nifti(
     inputs: Iterable[str | Path] = (),
     intent: str | None = None,
 ) -> Path:
-    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame)."""
+    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame); a
+    non-finite voxel is refused, never written."""
     target = Path(target)
     ensure_not_input(target, inputs)
+    require_finite(array, target)
     image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)

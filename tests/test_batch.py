@@ -33,7 +33,8 @@ def test_cases_from_files_folders_and_dicom_series(tmp_path):
     (tmp_path / "in" / "notes.txt").write_text("ignored")
     names = [c.name for c in find_cases([tmp_path / "in"])]
     assert names == ["a", "b", "c", "ct_series"]
-    assert [c.name for c in find_cases([tmp_path / "in" / "a.nii.gz", tmp_path / "in" / "a.nii.gz"])] == ["a", "a_2"]
+    with pytest.raises(MedsuiteError, match="given twice"):
+        find_cases([tmp_path / "in" / "a.nii.gz", tmp_path / "in" / "a.nii.gz"])
     with pytest.raises(MedsuiteError, match="no such file"):
         find_cases([tmp_path / "nope"])
     with pytest.raises(MedsuiteError, match="not a supported image format"):

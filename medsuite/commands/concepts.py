@@ -40,11 +40,6 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
 
             raise MedsuiteError(item, f"holds no case ({'/, '.join(modalities)}/ subfolders with images)", "give patient folders with FA/, ICGA/ or US/ image subfolders")
     cases = find_cases(inputs, case_kind=lambda p: is_case_folder(p, modalities))
-    for case in cases:
-        if output.resolve() == case.path.resolve() or output.resolve().is_relative_to(case.path.resolve()):
-            from medsuite.errors import MedsuiteError
-
-            raise MedsuiteError(output, "is inside an input case folder", "choose an output folder outside the cases with -o")
 
     def process(case) -> dict:
         prediction = predict_case(model, case.path, case.name)
@@ -62,7 +57,7 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         }
 
     parameters = {"model": str(model_path), "corrections": wanted, "variant": "sequential", "classes": list(model.config.classes)}
-    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, cases)})
+    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json", output / c.name / "explanation.png"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, cases)})
 
 
 def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:

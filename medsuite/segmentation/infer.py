@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 
-from medsuite.batch import Case, find_cases, run_batch
+from medsuite.batch import Case, find_cases, read_manifest, run_batch
 from medsuite.checkpoints import load_model
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
@@ -88,8 +88,9 @@ def segment_batch(
 ) -> int:
     """Segment every case; returns the exit code (0 all done, 1 some case failed)."""
     out_dir = Path(out_dir)
-    # masks this job wrote earlier into an input folder are outputs, not new cases
-    cases = [c for c in find_cases(inputs) if not (c.name.endswith("_seg") and c.path.parent.resolve() == out_dir.resolve())]
+    # masks this job wrote earlier into an input folder (its manifest lists them) are outputs, not new cases
+    ours = {(out_dir / name).resolve() for name in read_manifest(out_dir)} if out_dir.is_dir() else set()
+    cases = [c for c in find_cases(inputs) if c.path.resolve() not in ours]
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
     segmenter = Segmenter(checkpoint, device=device)
