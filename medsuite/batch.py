@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError
+from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError, user_error_in
 from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, check_output_dir, image_kind, orphaned_temp_files, sha256_file, write_json
 from medsuite.provenance import new_report
 
@@ -159,16 +159,12 @@ def run_batch(
                     manifest.add(outputs_of(case))
                     entry = {"input": str(case.path.resolve()), "sha256": sha256_file(case.path), "status": "done", "seconds": round(time.perf_counter() - start, 3), **figures}
                     log.info("done %s in %.2fs", case.name, entry["seconds"])
-                except MedsuiteError as exc:
-                    failures.append((case, exc.line()))
-                    entry = {"input": str(case.path.resolve()), "status": "failed", "error": exc.line()}
-                    log.error("failed %s: %s", case.name, exc.line())
-                    console.print(f"error: {exc.line()}", markup=False, highlight=False)
                 except Exception as exc:  # one broken case must not stop the night's run
-                    message = f"{case.path}: internal error ({type(exc).__name__}: {exc})"
+                    user = user_error_in(exc)  # a MedsuiteError, possibly wrapped by a library: the user's to fix
+                    message = user.line() if user else f"{case.path}: internal error ({type(exc).__name__}: {exc})"
                     failures.append((case, message))
                     entry = {"input": str(case.path.resolve()), "status": "failed", "error": message}
-                    log.error("failed %s:\n%s", case.name, traceback.format_exc())
+                    log.error("failed %s: %s", case.name, message if user else "\n" + traceback.format_exc())
                     console.print(f"error: {message}", markup=False, highlight=False)
                 report["cases"][case.name] = entry
                 manifest.add([out_dir / "report.json"])

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from medsuite import __version__, commands
-from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, MedsuiteError
+from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, MedsuiteError, user_error_in
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": os.environ.get("MEDSUITE_DEBUG") == "1"}
@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _state["debug"]:
             raise
+        cause = user_error_in(exc)
+        if cause is not None:
+            err_console.print(f"error: {cause.line()}", markup=False)
+            sys.exit(cause.exit_code)
         err_console.print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", markup=False)
         sys.exit(EXIT_CASE_FAILED)
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # without standalone mode click returns typer.Exit's code

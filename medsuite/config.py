@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -21,7 +22,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise MedsuiteError(path, "no such file", "check the path")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MedsuiteError(path, f"is not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -31,9 +34,39 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def validation_problems(exc: ValidationError) -> list[str]:
-    """One readable line per pydantic error: 'field.path: message'."""
-    return [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+def validation_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One readable part per pydantic error: 'field.path: message'; an unknown key names the nearest valid one."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden" and model is not None:
+            valid = valid_keys(model, err["loc"][:-1])
+            near = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+            problems.append(f"unknown key {where!r} ({hint})")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return problems
+
+
+def valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (sub)model found at ``loc`` inside ``model`` (list indices skipped)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _model_of(field.annotation) if field else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``Source``, ``list[Source]`` or ``Source | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_of, getattr(annotation, "__args__", ())) if m is not None), None)
 
 
 def load_pipeline(path: str | Path, model: type[Model]) -> Model:
@@ -41,4 +74,4 @@ def load_pipeline(path: str | Path, model: type[Model]) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise MedsuiteError(path, "invalid pipeline: " + " | ".join(validation_problems(exc)), "fix these fields") from exc
+        raise MedsuiteError(path, "invalid pipeline: " + " | ".join(validation_problems(exc, model)), "fix these keys") from exc

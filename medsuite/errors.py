@@ -23,3 +23,13 @@ class MedsuiteError(Exception):
     def line(self) -> str:
         where = f"{self.source}: " if self.source else ""
         return f"{where}{self.problem}; {self.fix}"
+
+
+def user_error_in(exc: BaseException | None) -> MedsuiteError | None:
+    """A MedsuiteError that a library wrapped on its way up (MONAI's Compose re-raises transform errors as
+    RuntimeError), so the user still gets its one line rather than "internal error"."""
+    for _ in range(20):  # cause chains are short; the bound only guards against a cycle
+        if exc is None or isinstance(exc, MedsuiteError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

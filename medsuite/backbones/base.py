@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from medsuite.errors import MedsuiteError
@@ -24,6 +25,25 @@ class EncoderSpec(BaseModel):
     strides: Sequence[int | Sequence[int]] = (1, 2, 2, 2)
     norm: str = "instance"
     dropout: float = 0.0
+
+    @model_validator(mode="after")
+    def _options_of_its_kind(self) -> EncoderSpec:
+        """Extra keys are allowed only as the options of the chosen kind (``KIND_OPTIONS``)."""
+        allowed = KIND_OPTIONS.get(self.kind, set())
+        for key in self.model_extra or {}:
+            if key not in allowed:
+                near = difflib.get_close_matches(key, [*allowed, *type(self).model_fields], n=1, cutoff=0.5)
+                hint = f"did you mean {near[0]!r}?" if near else f"kind {self.kind} takes: {', '.join(sorted(allowed)) or 'no extra options'}"
+                raise ValueError(f"unknown backbone key {key!r} for kind {self.kind} ({hint})")
+        return self
+
+
+#: the extra spec keys each kind reads (documented in its module)
+KIND_OPTIONS: dict[str, set[str]] = {
+    "cnn": set(),
+    "snn": {"time_steps", "beta", "threshold", "readout", "surrogate", "reset", "head_readout"},
+    "hebbian": {"pretrain_epochs"},
+}
 
 
 class Encoder(nn.Module):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from medsuite.errors import EXIT_USAGE
+from medsuite.errors import EXIT_USAGE, MedsuiteError
 
 cards_app = typer.Typer(help="Validate, show and export data cards (data_cards/*.yaml).", no_args_is_help=True)
 console = Console(highlight=False)
@@ -20,6 +20,8 @@ def validate(paths: Optional[list[Path]] = typer.Argument(None, help="Card files
     from medsuite.data.cards import card_files, card_problems
 
     files = card_files(paths)
+    if not files:  # validating nothing is not a success: the folder was probably the wrong one
+        raise MedsuiteError(", ".join(map(str, paths or [])) or "data_cards/", "holds no card files (*.yaml)", "give card files or the folder that holds them")
     problems = [line for path in files for line in card_problems(path)]
     for line in problems:
         typer.echo(f"error: {line}", err=True)

@@ -31,8 +31,8 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
 
     torch.set_num_threads(1)
     seed_everything(seed)
-    wanted = parse_corrections(corrections or [])
     model = ConceptModel.load(model_path)
+    wanted = parse_corrections(corrections or [], model.vocabulary.keys)
     modalities = model.modalities
     for item in map(Path, inputs):
         if item.is_dir() and not is_case_folder(item, modalities) and not any(is_case_folder(c, modalities) for c in item.iterdir()):

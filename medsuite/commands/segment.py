@@ -40,6 +40,7 @@ def train_segmentation(
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its last.pt (needed with --init when last.pt exists)."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Train a segmentation model from a pipeline YAML on its data card's train split."""
@@ -52,7 +53,7 @@ def train_segmentation(
     if root is not None:
         config.data.root = str(root)
     config = config.model_copy(update=updates)
-    result = train(config, output, max_epochs=max_epochs, device=device, init=init, quiet=quiet)
+    result = train(config, output, max_epochs=max_epochs, device=device, init=init, resume=resume, quiet=quiet)
     Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
 
 

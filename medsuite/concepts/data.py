@@ -37,6 +37,11 @@ def read_picture(path: Path, size: int) -> np.ndarray:
         array = np.squeeze(read_image(path).array).astype(np.float32)
         if array.ndim != 2:
             raise MedsuiteError(path, f"is {array.ndim}D, not a 2D picture", "give one 2D image per phase")
+    if not np.all(np.isfinite(array)):  # one NaN pixel would make every probability NaN
+        raise MedsuiteError(path, "contains NaN or infinite pixels", "fix or re-export the image")
+    if float(np.ptp(array)) == 0.0:  # a blank picture carries no concept; classifying it would be a guess
+        raise MedsuiteError(path, "is blank (every pixel has the same value)", "give the acquired image, or leave the modality out")
+    if path.suffix.lower() not in RASTER_SUFFIXES:
         low, high = np.percentile(array, (0.5, 99.5))
         array = np.clip((array - low) / max(high - low, 1e-6), 0, 1)
     return resize(array, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
@@ -62,7 +67,12 @@ def load_case(folder: Path, vocabulary: Vocabulary, size: int) -> tuple[dict[str
     if not images:
         raise MedsuiteError(folder, f"has no images in {'/, '.join(vocabulary.modalities)}/ subfolders", "put each modality's images in its own subfolder")
     report = folder / "report.txt"
-    return images, files, report.read_text() if report.is_file() else None
+    if not report.is_file():
+        return images, files, None
+    try:
+        return images, files, report.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MedsuiteError(report, f"is not UTF-8 text (byte {exc.start})", "save the report as UTF-8 plain text") from exc
 
 
 def report_labels(reports: list[str], vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ signed distances to the concept's SVM hyperplane); a number is used as the score
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +90,31 @@ def _resolve(name: str, names: list[str]) -> int:
 
 
 def corrected_score(value: float | str, k: int, bottleneck: dict) -> float:
+    """A correction as the concept's score: a number is a raw score (the viewer's slider); a word is what a
+    clinician states (see :func:`parse_corrections`)."""
+    present, absent = float(bottleneck["present_values"][k]), float(bottleneck["absent_values"][k])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise MedsuiteError(str(value), "is not a finite concept score", "give a finite number")
         return float(value)
     text = str(value).strip().lower()
     if text in ("present", "yes", "true"):
-        return float(bottleneck["present_values"][k])
+        return present
     if text in ("absent", "no", "false"):
-        return float(bottleneck["absent_values"][k])
+        return absent
+    if text == "uncertain":  # halfway between the typical present and absent scores: the model's neutral point
+        return (present + absent) / 2
+    if text.startswith(PRESENCE):
+        return absent + float(text[len(PRESENCE):]) * (present - absent)
     try:
-        return float(text)
+        score = float(text)
     except ValueError:
-        raise MedsuiteError(str(value), "is not a concept value", "use present, absent or a number (the concept's score)") from None
+        raise MedsuiteError(str(value), "is not a concept value", "use present, absent, uncertain or a number from 0 to 1") from None
+    return corrected_score(score, k, bottleneck)
+
+
+#: prefix of a degree of presence from 0 (the typical absent score) to 1 (the typical present score)
+PRESENCE = "presence "
 
 
 def intervene(prediction: dict, corrections: dict[str, float | str]) -> dict:
@@ -123,14 +138,30 @@ def intervene(prediction: dict, corrections: dict[str, float | str]) -> dict:
     return result
 
 
-def parse_corrections(items: list[str]) -> dict[str, str]:
-    """``["US:acoustic hollowing=absent", ...]`` -> {name: value}."""
+def parse_corrections(items: list[str], concepts: list[str] | None = None) -> dict[str, str]:
+    """``["US:acoustic hollowing=absent", "FA:leakage=0.7"]`` -> {name: "absent", name: "presence 0.7"}.
+
+    A value is present, absent or uncertain, or a degree of presence from 0 (absent) to 1 (present);
+    anything else (NaN, 1e308, a typo) is refused here, before any case is classified; so is a name that
+    is not one of ``concepts`` (the model's, when given)."""
     out = {}
     for item in items:
         name, sep, value = item.rpartition("=")
         if not sep or not name.strip() or not value.strip():
             raise MedsuiteError(item, "is not NAME=VALUE", 'write e.g. --set "US:acoustic hollowing=absent"')
-        out[name.strip()] = value.strip()
+        if concepts is not None:
+            _resolve(name, concepts)
+        text = value.strip().lower()
+        if text in ("present", "absent", "uncertain", "yes", "no", "true", "false"):
+            out[name.strip()] = text
+            continue
+        try:
+            degree = float(text)
+        except ValueError:
+            raise MedsuiteError(item, f"value {value.strip()!r} is not a concept value", "use present, absent, uncertain or a number from 0 to 1") from None
+        if not (math.isfinite(degree) and 0.0 <= degree <= 1.0):
+            raise MedsuiteError(item, f"value {value.strip()} is outside 0..1", "use present, absent, uncertain or a number from 0 (absent) to 1 (present)")
+        out[name.strip()] = f"{PRESENCE}{degree:g}"
     return out
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medsuite.backbones import make_encoder
+from medsuite.finite import require_finite_loss
 
 
 class ModalityNet(nn.Module):
@@ -91,6 +92,7 @@ def fit_minibatches(
         for start in range(0, n_items, batch_size):
             idx = order[start : start + batch_size]
             loss = batch_loss(idx)
+            require_finite_loss(loss.item(), step=start // batch_size + 1, cases=[f"patient {int(i)}" for i in idx])  # nothing saved yet
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -175,12 +177,13 @@ def train_bottleneck(head: nn.Module, inputs: torch.Tensor, labels: np.ndarray, 
     y = torch.from_numpy(labels).long()
     optimiser = torch.optim.Adam(head.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    for step in range(steps):
         keep = drop_modalities(present, dropout, generator)
         mask = torch.ones_like(inputs)
         for m, cols in enumerate(columns):
             mask[:, cols] = keep[:, m : m + 1].float()
         loss = F.cross_entropy(head(inputs * mask), y, weight=weights)
+        require_finite_loss(loss.item(), step=step + 1)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -9,6 +9,7 @@ import numpy as np
 from medsuite.concepts.data import load_case
 from medsuite.concepts.explain import build_prediction
 from medsuite.concepts.pipeline import ConceptModel
+from medsuite.io import require_finite
 
 
 def predict_case(model: ConceptModel, folder: str | Path, name: str | None = None) -> dict:
@@ -24,6 +25,7 @@ def predict_case(model: ConceptModel, folder: str | Path, name: str | None = Non
         model.bottleneck.bounded().detach().numpy(), model.bottleneck.bias.detach().numpy(),
         present_values=model.present_values, absent_values=model.absent_values, modalities_used=used, images=files,
     )
+    require_finite(np.asarray(list(prediction["probabilities"].values())), folder, "predicted probabilities")
     blackbox = model.predict_blackbox(features, present)[0]
     prediction["black_box"] = {c: round(float(p), 6) for c, p in zip(model.config.classes, blackbox)}
     if report is not None:

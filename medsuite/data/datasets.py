@@ -17,6 +17,7 @@ import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 
 from medsuite.data.cards import DataCard
+from medsuite.data.checks import require_complete_gzip
 from medsuite.data.transforms import IMAGE, LABEL, load_transforms
 from medsuite.errors import MedsuiteError
 
@@ -187,6 +188,10 @@ def make_dataset(
         chosen = [r for r in chosen if r["patient"] in kept]
     if limit is not None:
         chosen = chosen[:limit]
+    for record in chosen:  # a truncated .gz is one clear line here, not a reader crash inside the loader
+        for key in (IMAGE, LABEL):
+            if str(record.get(key, "")).endswith(".gz"):
+                require_complete_gzip(record[key])
     # `is None`, never truthiness: bool(Compose) builds a new Compose that re-seeds every random transform
     transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
     if cache:

@@ -27,6 +27,7 @@ from monai.transforms import (
 )
 
 from medsuite.data.cards import DataCard
+from medsuite.data.checks import CheckLoadedd
 from medsuite.errors import MedsuiteError
 
 IMAGE, LABEL = "image", "label"
@@ -93,6 +94,7 @@ def load_transforms(
         steps.append(LoadH5Volumed(keys, card.layout.keys, card.geometry.nominal_spacing_mm))
     else:
         steps += [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
+    steps.append(CheckLoadedd(IMAGE, LABEL if LABEL in keys else None))
     if not card.geometry.index_space_only:
         if orientation is not None:
             steps.append(Orientationd(keys, axcodes=orientation, labels=None))

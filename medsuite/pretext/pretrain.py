@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medsuite.config import REPO_ROOT
 from medsuite.errors import MedsuiteError
+from medsuite.finite import require_finite_loss
 
 SourceKind = Literal["dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"]
 CNN_2D = {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2, 2], "norm": "instance"}
@@ -188,6 +189,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
             x = x.clamp(min=0) ** (0.7 + 0.6 * torch.rand(1, generator=generator).item())
         heat_pred, loc_pred = model(x.to(device))
         total, orientation, location = pretext_loss(heat_pred, loc_pred, heat[index].to(device), mask[index].to(device), loc[index].to(device), has_loc[index].to(device), config.weights)
+        require_finite_loss(float(total.detach()), step=step + 1, cases=[f"sample {int(i)}" for i in index])  # nothing saved yet
         optimiser.zero_grad()
         total.backward()
         optimiser.step()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medsuite.backbones.base import EncoderSpec
 
 
-class LossWeights(BaseModel):
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a silent default
+
+
+class LossWeights(Strict):
     """GIRNet's terms; defaults follow the public code where it states them (smooth=3, inpainting (1, 2))."""
 
     similarity: float = Field(1.0, description="local NCC between the inpainted moving image warped to fixed, and fixed")
@@ -21,7 +25,7 @@ class LossWeights(BaseModel):
     mask_tv: float = Field(0.005, description="total variation of the lesion mask (compact masks)")
 
 
-class InstanceConfig(BaseModel):
+class InstanceConfig(Strict):
     """Instance optimisation on one pair: multi-resolution, coarse to fine."""
 
     levels: list[int] = Field([4, 2], description="image downsampling factor per level")
@@ -46,7 +50,7 @@ class InstanceConfig(BaseModel):
         return self
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Strict):
     pairs: int = 8
     resolution_mm: float = 8.0
     iterations: int = 80
@@ -61,7 +65,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
 
 
-class RegistrationConfig(BaseModel):
+class RegistrationConfig(Strict):
     data_card: str = "mni152_sample"
     backbone: EncoderSpec = Field(default_factory=lambda: EncoderSpec(kind="cnn", spatial_dims=3, in_channels=2, channels=[8, 16, 16], strides=[1, 2, 2]))
     decoder_channels: list[int] = Field([16, 16], description="channels of the decoder stages (coarse to fine)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
+from medsuite.finite import require_finite_loss
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.data import Pair, training_pairs
 from medsuite.registration.instance import head_window, inside_head
@@ -131,6 +132,8 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         warming_up = iteration < config.train.registration_warmup
         frozen = config.train.schedule == "staged" and not warming_up
         losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=warming_up, registration_frozen=frozen)
+        for name, value in losses.items():
+            require_finite_loss(value, step=iteration + 1, cases=[f"pair {pairs.index(batch)}"], run=run_dir, kept=run_dir / CHECKPOINT)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
         log.write(json.dumps(record) + "\n")
         log.flush()

@@ -17,6 +17,7 @@ from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
 from medsuite.data.datasets import make_loader
 from medsuite.errors import MedsuiteError
+from medsuite.finite import require_finite_loss
 from medsuite.io import write_json
 from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
@@ -72,6 +73,7 @@ def train(
     max_epochs: int | None = None,
     device: str = "auto",
     init: str | Path | None = None,
+    resume: bool = False,
     quiet: bool = False,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -93,6 +95,8 @@ def train(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     start_epoch, best, history = 0, -1.0, []
     last = out_dir / "last.pt"
+    if last.exists() and init is not None and not resume:
+        raise MedsuiteError(last, "exists, so --init would be ignored and the run resumed", "add --resume to continue this run, or give a new -o folder to start from --init")
     if last.exists():  # resume
         ckpt = load_checkpoint(last, kind=KIND, map_location=dev)
         model.load_state_dict(ckpt["state"])
@@ -117,6 +121,7 @@ def train(
                 step += 1
                 optimiser.zero_grad(set_to_none=True)
                 loss = loss_fn(model(batch["image"].to(dev)), batch["label"].to(dev))
+                require_finite_loss(loss.item(), step=step, cases=[f"{c} slice {int(s)}" for c, s in zip(batch["case"], batch["slice"])], run=out_dir, kept=last)
                 loss.backward()
                 optimiser.step()
                 total += loss.item()
