@@ -165,7 +165,7 @@ def run_batch(
                     failures.append((case, message))
                     entry = {"input": str(case.path.resolve()), "status": "failed", "error": message}
                     log.error("failed %s: %s", case.name, message if user else "\n" + traceback.format_exc())
-                    console.print(f"error: {message}", markup=False, highlight=False)
+                    console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)  # one line, whatever the width
                 report["cases"][case.name] = entry
                 manifest.add([out_dir / "report.json"])
                 write_json(out_dir / "report.json", report)
@@ -245,7 +245,7 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
                 raise MedsuiteError(case.path, f"and {owner[resolved].path} would both write {target}", "rename one of them, or run them into separate -o folders")
             owner[resolved] = case
             if resolved in inputs:
-                raise MedsuiteError(target, f"is an input, and the output of {case.path}", "choose another output folder with -o")
+                raise MedsuiteError(target, f"is an input, and the output of {case.path} would replace it", "choose another output folder with -o")
             inside = next((folder for folder in case_folders if resolved.is_relative_to(folder)), None)
             if inside is not None:
                 raise MedsuiteError(target, f"would be written inside the input case folder {inside}", "choose an output folder outside the inputs with -o")

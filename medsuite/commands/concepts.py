@@ -72,8 +72,11 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     from medsuite.io import write_json
     from medsuite.provenance import new_report
 
+    from medsuite.io import check_output_dir
+
     torch.set_num_threads(1)
     start = time.perf_counter()
+    check_output_dir(output, 64 << 20)  # before minutes of training
     config, vocabulary = load_concepts_pipeline(pipeline)
     train, test = training_cohorts(config, vocabulary, str(root) if root else None)
     log = (lambda *_: None) if quiet else console.print

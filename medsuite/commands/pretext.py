@@ -15,11 +15,12 @@ pretext_app = typer.Typer(help="Anatomy-plane pretext targets (intersecting line
 def make_targets(exam_path: Path, out_dir: Path, sigma_mm: float, min_angle_deg: float) -> dict:
     """Read an exam, write its targets and report.json; return the report."""
     from medsuite.errors import MedsuiteError
-    from medsuite.io import ensure_not_input, write_json
+    from medsuite.io import check_output_dir, ensure_not_input, write_json
     from medsuite.pretext.exams import read_exam
     from medsuite.pretext.export import write_exam_targets
     from medsuite.provenance import new_report
 
+    check_output_dir(out_dir)
     ensure_not_input(out_dir, [exam_path])
     if out_dir.resolve().is_relative_to(exam_path.resolve()):
         raise MedsuiteError(out_dir, "is inside the input exam folder", "choose an output folder outside the exam with -o")

@@ -204,11 +204,13 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     """Collect, train, write ``encoder.pt`` (the --init contract), ``pretext_model.pt`` and the figures."""
     import torch
 
-    from medsuite.checkpoints import save_checkpoint
     from medsuite.backbones import EncoderSpec
+    from medsuite.checkpoints import save_checkpoint
+    from medsuite.io import check_output_dir
 
     torch.set_num_threads(1)
     start = time.time()
+    check_output_dir(out_dir, 64 << 20)  # before any training: two checkpoints
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)
     spec = EncoderSpec.model_validate(config.backbone)

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from medsuite.io import Volume, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
+from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.instance import model_grid, optimise_in_content_box
 from medsuite.registration.networks import GIRNet
@@ -198,6 +198,8 @@ def register_files(
     inputs = [p for p in (fixed_path, moving_path, moving_labels) if p is not None]
     for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
         ensure_not_input(out_dir / name, inputs)
+    check_output_dir(out_dir, 8 * 4 * int(np.prod(fixed.spatial_shape)))  # five float32 volumes, a 3-vector field
+
     model, config = load_model(checkpoint, config)
     result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed)
 

@@ -38,6 +38,18 @@ class EncoderDecoder(nn.Module):
             nn.init.zeros_(self.head.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self._forward(x)
+        # Inference: CPU 3D convolutions sum in an order that depends on the thread count, so a trained model's
+        # field would differ in its last bits between --threads 1 and 2. One thread keeps the bytes (issue #14).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._forward(x)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)[::-1]
         y = features[0]
         for block, skip in zip(self.decoder, features[1:]):

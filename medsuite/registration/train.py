@@ -17,6 +17,7 @@ import torch
 
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.finite import require_finite_loss
+from medsuite.io import check_output_dir
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.data import Pair, training_pairs
 from medsuite.registration.instance import head_window, inside_head
@@ -107,6 +108,7 @@ def pretrain_hebbian_encoders(model: GIRNet, pairs: list[Pair], seed: int) -> No
 
 def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None, root: Path | None = None) -> Path:
     """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl. ``root``: the card's data folder."""
+    check_output_dir(run_dir, 64 << 20)  # before any training: two checkpoints and a log
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.train.seed)
     generator = torch.Generator().manual_seed(config.train.seed)

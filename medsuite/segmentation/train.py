@@ -18,7 +18,7 @@ from medsuite.data.cards import load_card
 from medsuite.data.datasets import make_loader
 from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
-from medsuite.io import write_json
+from medsuite.io import check_output_dir, write_json
 from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import split_volumes, training_slices
@@ -79,6 +79,10 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume from ``out_dir/last.pt``); writes last.pt, best.pt (by validation mean Dice), history.json."""
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, 256 << 20)  # before any training: last.pt and best.pt with optimiser state
+    last = out_dir / "last.pt"
+    if last.exists() and init is not None and not resume:
+        raise MedsuiteError(last, "exists, so --init would be ignored and the run resumed", "add --resume to continue this run, or give a new -o folder to start from --init")
     out_dir.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
     seed_everything(config.seed)
@@ -94,9 +98,6 @@ def train(
     budget_s = config.train.max_minutes * 60 if config.train.max_minutes else None
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     start_epoch, best, history = 0, -1.0, []
-    last = out_dir / "last.pt"
-    if last.exists() and init is not None and not resume:
-        raise MedsuiteError(last, "exists, so --init would be ignored and the run resumed", "add --resume to continue this run, or give a new -o folder to start from --init")
     if last.exists():  # resume
         ckpt = load_checkpoint(last, kind=KIND, map_location=dev)
         model.load_state_dict(ckpt["state"])
