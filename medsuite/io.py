@@ -72,11 +72,6 @@ def image_kind(path: Path) -> str:
     raise MedsuiteError(path, "not a supported image format", f"give {SUPPORTED}")
 
 
-def is_image_path(path: Path) -> bool:
-    name = path.name.lower()
-    return path.is_file() and name.endswith(NIFTI_SUFFIXES + ITK_SUFFIXES)
-
-
 def read_image(path: str | Path) -> Volume:
     """Read any supported image with its geometry; errors name the file and the fix."""
     path = Path(path)
@@ -218,6 +213,15 @@ def ensure_not_input(target: Path, inputs: Iterable[str | Path]) -> None:
             raise MedsuiteError(target, "would overwrite an input", "choose another output folder with -o")
 
 
+def ensure_output_outside_inputs(out_dir: Path, inputs: Iterable[str | Path]) -> None:
+    """A results folder may not be an input folder or lie inside one (its files would mix with the inputs')."""
+    resolved = Path(out_dir).resolve()
+    for item in map(Path, inputs):
+        source = item.resolve()
+        if resolved == source or (source.is_dir() and resolved.is_relative_to(source)):
+            raise MedsuiteError(out_dir, f"is inside the input folder {item}", "choose an output folder outside the inputs with -o")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place only if the block succeeds."""
@@ -255,10 +259,6 @@ def write_nifti(
     with atomic_path(target) as tmp:
         nib.save(image, str(tmp))
     return target
-
-
-def write_volume(target: str | Path, vol: Volume, *, inputs: Iterable[str | Path] = ()) -> Path:
-    return write_nifti(target, vol.array, vol.affine, inputs=inputs)
 
 
 def write_json(target: str | Path, payload: Any) -> Path:

@@ -15,7 +15,7 @@ SIZE, T = 32, 2
 
 
 def _train(tmp_path, backbone: dict) -> dict:
-    from medsuite.commands.concepts import train_concepts
+    from medsuite.concepts.train import train_concepts
 
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
     config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
@@ -25,11 +25,11 @@ def _train(tmp_path, backbone: dict) -> dict:
     config["train"].update(encoder_epochs=1, joint_epochs=0, bottleneck_steps=10)
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(yaml.safe_dump(config))
-    return train_concepts(pipeline, tmp_path / "run", quiet=True)
+    return train_concepts(pipeline, tmp_path / "run")
 
 
 def _classify(tmp_path) -> dict:
-    from medsuite.commands.concepts import classify_cases
+    from medsuite.concepts.infer import classify_cases
 
     write_cohort(generate_cohort(load_vocabulary(), 2, size=SIZE, seed=7), tmp_path / "cases")
     assert classify_cases([tmp_path / "cases"], tmp_path / "out", model_path=tmp_path / "run" / "model.pt", quiet=True) == 0

@@ -24,7 +24,7 @@ def test_pretraining_normalises_with_the_segmentation_mr_rule():
 
 
 def test_pretext_encoder_loads_into_the_segmentation_network(tmp_path):
-    from medsuite.segmentation.config import SegmentationPipeline
+    from medsuite.segmentation.config import SegmentationConfig
     from medsuite.segmentation.models import make_model
     from medsuite.segmentation.train import load_init
 
@@ -33,7 +33,7 @@ def test_pretext_encoder_loads_into_the_segmentation_network(tmp_path):
     pretext = PretextNet(backbone)
     spec = EncoderSpec.model_validate(backbone)
     save_checkpoint(tmp_path / "encoder.pt", kind="encoder", state=pretext.encoder.state_dict(), config={"backbone": spec.model_dump(mode="json")})
-    model = make_model(SegmentationPipeline.model_validate({"model": {"name": "neunet"}, "backbone": backbone}))
+    model = make_model(SegmentationConfig.model_validate({"model": {"name": "neunet"}, "backbone": backbone}))
     load_init(model, tmp_path / "encoder.pt")
     x = torch.rand(1, 1, 32, 32)
     for ours, theirs in zip(pretext.encoder.eval()(x), model.encoder.eval()(x)):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from medsuite.commands import train_app
+from medsuite.commands import THREADS_HELP, example, train_app
 
 DEMO_ORDER = 10
 DEMO_STEPS = 40  # a shorter instance optimisation keeps the demo near a minute on a laptop CPU
@@ -41,7 +41,7 @@ def register_command(
     pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML, or a shipped pipeline's name (default: registration_girnet)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the optimisation runs on the CPU)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
 ) -> None:
     """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, ddf, Jacobian."""
@@ -65,7 +65,7 @@ def train_registration(
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the pipeline's iterations."),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
     root: Path | None = typer.Option(None, "--root", help="Data folder of the pipeline's data card (default: the card's)."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train GIRNet's three modules by co-learning on the pipeline's data card (default: generated MNI152 pathological pairs)."""
@@ -98,5 +98,5 @@ def run_demo(out_dir: Path, console: Console) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("register")(register_command)
-    train_app.command("registration")(train_registration)
+    app.command("register", epilog=example("medsuite register atlas.nii.gz patient.nii.gz -o results/patient"))(register_command)
+    train_app.command("registration", epilog=example("medsuite train registration -o runs/girnet --iterations 100"))(train_registration)

@@ -114,10 +114,6 @@ class DataCard(Strict):
         path = Path(chosen).expanduser()
         return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
-    @property
-    def foreground_labels(self) -> dict[int, str]:
-        return {k: v for k, v in sorted(self.label_map.items()) if k != 0}
-
 
 def card_problems(path: Path) -> list[str]:
     """Every problem of one card file, one line each; empty when the card is valid."""

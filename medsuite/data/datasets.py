@@ -101,21 +101,24 @@ def _discover_dicom_exam(card: DataCard, root: Path) -> list[Record]:
     return [{"patient": exam.relative_to(root).parts[0] if exam != root else root.name, "case": exam.name, IMAGE: str(exam)} for exam in exams]
 
 
+def choroid_record(folder: Path, modalities: Sequence[str]) -> Record:
+    """One patient folder of the choroid layout, the one reader of it: ``<modality>/`` image files (its phases,
+    in name order; hidden files skipped), an optional ``report.txt`` (free text) and ``label.txt`` (the class)."""
+    record: Record = {"patient": folder.name, "case": folder.name, IMAGE: str(folder)}
+    for modality in modalities:
+        sub = folder / modality
+        files = sorted(str(f) for f in sub.iterdir() if f.is_file() and not f.name.startswith(".")) if sub.is_dir() else []
+        if files:
+            record[modality] = files
+    for role in ("report", "label"):
+        text = folder / f"{role}.txt"
+        if text.is_file():
+            record[role] = text.read_text()
+    return record
+
+
 def _discover_choroid(card: DataCard, root: Path) -> list[Record]:
-    """patient folders holding FA/, ICGA/, US/ image folders, report.txt and label.txt."""
-    records = []
-    for patient in sorted(p for p in root.iterdir() if p.is_dir()):
-        record: Record = {"patient": patient.name, "case": patient.name, IMAGE: str(patient)}
-        for modality in card.acquisition.modalities:
-            files = sorted(str(f) for f in (patient / modality).glob("*") if f.is_file())
-            if files:
-                record[modality] = files
-        for role in ("report", "label"):
-            text = patient / f"{role}.txt"
-            if text.exists():
-                record[role] = text.read_text().strip()
-        records.append(record)
-    return records
+    return [choroid_record(patient, card.acquisition.modalities) for patient in sorted(p for p in root.iterdir() if p.is_dir())]
 
 
 DISCOVERERS: dict[str, Callable[[DataCard, Path], list[Record]]] = {

@@ -17,7 +17,7 @@ from medsuite.checkpoints import load_checkpoint
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
 from medsuite.segmentation.models import count_parameters, make_model
@@ -40,7 +40,7 @@ class Segmenter:
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         ckpt = load_checkpoint(self.path, kind="segmentation")
-        self.config = SegmentationPipeline.model_validate(ckpt["config"])
+        self.config = SegmentationConfig.model_validate(ckpt["config"])
         self.card = ckpt.get("card")
         self.model = make_model(self.config)
         self.model.load_state_dict(ckpt["state"])

@@ -14,7 +14,7 @@ from medsuite.data.datasets import make_dataset
 from medsuite.errors import MedsuiteError
 from medsuite.io import write_json
 from medsuite.provenance import new_report
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.models import make_model
 
@@ -24,9 +24,9 @@ def checkpoint_of(run: str | Path) -> Path:
     return run / "best.pt" if run.is_dir() else run
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, SegmentationPipeline, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[torch.nn.Module, SegmentationConfig, dict[str, Any]]:
     ckpt = load_checkpoint(path, kind="segmentation")
-    config = SegmentationPipeline.model_validate(ckpt["config"])
+    config = SegmentationConfig.model_validate(ckpt["config"])
     model = make_model(config)
     model.load_state_dict(ckpt["state"])
     return model.eval(), config, ckpt
