@@ -6,7 +6,7 @@
 
 1. Held-out patients: the acdc_h5 card's own test split (patient level, seeded). They never enter
    pretraining (excluded from the ACDC source) nor fine-tuning; both arms are scored on all of them.
-2. Pretraining (unless --encoder; reused from DIR/pretrain when there): pipelines/pretext_cardiac.yaml,
+2. Pretraining (unless --encoder; reused from DIR/pretrain when there): the shipped pretext_cardiac pipeline,
    task 1 on the multi-view exams, task 2 on every other unlabelled SAX stack (ACDC frames, M&Ms).
 3. Fine-tuning through the real segmentation pipeline, ``medsuite.segmentation.train.train``: neU-Net with
    the pretext backbone, whole slices resized to the pretraining size, ``data.train_patients = N``; the

@@ -54,8 +54,7 @@ def register_command(
     if quiet:
         console.print(str(folder))
         return
-    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml")
-    console.print(f"results: [bold]{folder}[/bold]  (open with: medsuite view {folder})")
+    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml; results in [bold]{folder}[/bold] (open with: medsuite view {folder})")
 
 
 def train_registration(

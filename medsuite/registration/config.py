@@ -1,4 +1,4 @@
-"""The registration pipeline YAML (pipelines/registration_girnet.yaml), validated by pydantic."""
+"""The registration pipeline YAML (medsuite/pipelines/registration_girnet.yaml, the one source of its defaults), validated by pydantic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The segmentation pipeline YAML (``pipelines/segmentation_*.yaml``), validated by pydantic."""
+"""The segmentation pipeline YAML (``medsuite/pipelines/segmentation_*.yaml``), validated by pydantic."""
 
 from __future__ import annotations
 
