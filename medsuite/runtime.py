@@ -59,6 +59,13 @@ def set_threads(threads: int | None = None) -> int:
     return count
 
 
+def runtime_summary() -> dict[str, int]:
+    """The thread counts in force, for report.json (what ``--threads`` gave each library)."""
+    import SimpleITK as sitk
+
+    return {"torch_threads": torch.get_num_threads(), "simpleitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}
+
+
 def configure_runtime(threads: int | None = None, device: str = "auto", seed: int | None = None) -> torch.device:
     """Apply the thread policy, validate and return the device, and seed everything when ``seed`` is given.
 

@@ -46,12 +46,13 @@ def test_a_command_from_an_empty_folder_behaves_as_from_the_repository_root(tmp_
     for where, cwd in (("root", REPO_ROOT), ("empty", tmp_path / "empty")):
         cwd.mkdir(exist_ok=True)
         out = tmp_path / f"run_{where}"
-        result = run_cli("pretrain", "--card", "mnms_multiview", "--root", str(exam.parent), "--iterations", "1", "--threads", "1", "--device", "cpu", "-o", str(out), "--quiet", cwd=cwd)
+        result = run_cli("pretrain", "--card", "mnms_multiview", "--root", str(exam.parent), "--iterations", "1", "--threads", "2", "--device", "cpu", "-o", str(out), "--quiet", cwd=cwd)
         assert result.returncode == 0, result.stderr
         reports[where] = json.loads((out / "report.json").read_text())
     assert reports["empty"]["parameters"] == reports["root"]["parameters"]
     assert reports["empty"]["inputs"] == reports["root"]["inputs"]  # the packaged YAML, with its sha256
     assert reports["empty"]["n_samples"] == reports["root"]["n_samples"] > 0
+    assert reports["empty"]["runtime"] == {"torch_threads": 2, "simpleitk_threads": 2}  # --threads 2 reached both
     shown = run_cli("pipelines", "show", "registration_girnet", cwd=tmp_path / "empty")
     assert shown.stdout.rstrip() == (PIPELINES_DIR / "registration_girnet.yaml").read_text().rstrip()
 

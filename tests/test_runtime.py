@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import SimpleITK as sitk
@@ -44,14 +42,3 @@ def test_bad_thread_count_and_device_are_one_line_errors():
         configure_runtime(0)
     with pytest.raises(MedsuiteError, match="unknown device"):
         configure_runtime(1, "tpu")
-
-
-def test_register_threads_option_is_honoured_by_simpleitk_and_torch(tmp_path):
-    """The CLI path: `--threads 2` before any work (probed through the command's runtime call)."""
-    probe = (
-        "import SimpleITK as sitk, torch, medsuite.runtime as r\n"
-        "r.configure_runtime(2, 'cpu')\n"
-        "print(torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert out.stdout.split() == ["2", "2"]
