@@ -17,7 +17,7 @@ import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 
 from medsuite.data.cards import DataCard
-from medsuite.data.transforms import IMAGE, LABEL, load_transforms
+from medsuite.data.transforms import IMAGE, LABEL, IntensityRule, load_transforms
 from medsuite.errors import MedsuiteError
 
 Record = dict[str, Any]
@@ -180,9 +180,11 @@ def make_dataset(
     orientation: str | None = "RAS",
     limit: int | None = None,
     patients: int | None = None,
+    rule: IntensityRule | None = None,
 ) -> Dataset:
     """A MONAI (Cache)Dataset of one split (or every case when ``split`` is None); ``patients`` keeps every
-    case of the split's first N patients (label-efficiency studies), ``limit`` the first N cases."""
+    case of the split's first N patients (label-efficiency studies), ``limit`` the first N cases; ``rule``
+    the intensity normalisation (a checkpoint's stored rule; default the card's modality rule)."""
     records = discover_records(card, root)
     chosen = records if split is None else split_records(card, records)[split]
     if patients is not None:
@@ -191,7 +193,7 @@ def make_dataset(
     if limit is not None:
         chosen = chosen[:limit]
     # `is None`, never truthiness: bool(Compose) builds a new Compose that re-seeds every random transform
-    transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
+    transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation, rule=rule)
     if cache:
         return CacheDataset(chosen, transform=transform, num_workers=0, progress=False)
     return Dataset(chosen, transform=transform)
