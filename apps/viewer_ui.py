@@ -21,7 +21,7 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_image
 from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
-from medsuite.viewer.overlay import label_volumes_ml
+from medsuite.data.labels import label_volumes_ml
 from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, model_version, of_kind, read_result, safe_path
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
 from medsuite.viewer.slicing import PLANES, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -31,14 +30,13 @@ from monai.metrics import DiceMetric
 from monai.networks.blocks import Convolution
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from medsuite.backbones import make_encoder  # noqa: E402
-from medsuite.backbones.conversion import convert_to_snn  # noqa: E402
-from medsuite.backbones.energy import estimate_energy  # noqa: E402
-from medsuite.backbones.hebbian import pretrain_hebbian  # noqa: E402
-from medsuite.backbones.spiking_unet import SpikingUNet  # noqa: E402
-from medsuite.backbones.training import mtt_step, reestimate_batchnorm, tet_loss  # noqa: E402
+from medsuite.backbones import make_encoder
+from medsuite.backbones.conversion import convert_to_snn
+from medsuite.backbones.energy import estimate_energy
+from medsuite.backbones.hebbian import pretrain_hebbian
+from medsuite.backbones.spiking_unet import SpikingUNet
+from medsuite.backbones.training import mtt_step, reestimate_batchnorm, tet_loss
+from medsuite.runtime import configure_runtime
 
 CLASSES = 4
 MTT_CONFIGS = 3  # sampled time-step configurations per MTT iteration (the paper's)
@@ -157,8 +155,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which rows besides the cnn baselines (to split the run over processes)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: the figures in docs/benchmarks.md)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_runtime(args.threads, "cpu")
     root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "acdc_h5"
     if not root.exists():
         print(f"skipped: ACDC h5 data not found at {root}")
@@ -222,7 +221,7 @@ def main() -> None:
         mtt.train()
         for _ in range(steps // MTT_CONFIGS):  # each iteration is MTT_CONFIGS forward/backward passes: the same gradient evaluations as the others
             x, y = next(mtt_data)
-            mtt_step(mtt.encoder, lambda: ce(mtt(x), y[:, None]), optimiser, t_max=8, configs=MTT_CONFIGS, rng=rng)
+            mtt_step(mtt.encoder, lambda x=x, y=y: ce(mtt(x), y[:, None]), optimiser, t_max=8, configs=MTT_CONFIGS, rng=rng)
         print(f"  spiking U-Net MTT: trained in {time.process_time() - start:.0f} CPU s", flush=True)
         for T in (1, 2, 4, 8):
             mtt.encoder.set_time_steps(T)
@@ -242,7 +241,7 @@ def main() -> None:
         for name, encoder in (("hebbian probe", hebbian), ("random probe", make_encoder(spec, kind="hebbian"))):
             reestimate_batchnorm(encoder, calibration)  # both frozen encoders get train-set BN statistics
             probe = LinearProbe(encoder, CLASSES)
-            timed(name, lambda: train(probe, data(), steps, supervised, lr=1e-2))  # one linear layer: larger steps
+            timed(name, lambda probe=probe: train(probe, data(), steps, supervised, lr=1e-2))  # one linear layer: larger steps
             record(name, evaluate(probe, test_volumes))
 
     print(f"\n{HEADER}")

@@ -3,7 +3,7 @@
     python benchmarks/backbones_concepts.py                       # ~5 CPU min: 150 + 150 patients, 2 epochs
     python benchmarks/backbones_concepts.py --patients 750 --epochs 8   # the pipeline's own schedule
 
-Each row is ``medsuite train concepts`` on ``pipelines/concepts_choroid.yaml`` with only the backbone kind
+Each row is ``medsuite train concepts`` on the shipped ``concepts_choroid`` pipeline with only the backbone kind
 changed (snn: T=4, rate readout; hebbian: SPHeRe pretraining, then the same supervised fine-tune) and a shorter
 schedule (no joint CBM). Figures are the held-out cohort's, from the run's report.json: macro-F1 of the
 sequential CBM and of the black box on the same encoders, concept AUC from images, and the 45 nm energy
@@ -13,18 +13,14 @@ estimate of one held-out patient's 7 images through the modality encoders.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from medsuite.commands.concepts import train_concepts  # noqa: E402
-from medsuite.config import PIPELINES_DIR  # noqa: E402
+from medsuite.concepts.train import train_concepts
+from medsuite.config import PIPELINES_DIR
+from medsuite.runtime import configure_runtime
 
 BACKBONES = {"cnn": {"kind": "cnn"}, "snn": {"kind": "snn", "time_steps": 4}, "hebbian": {"kind": "hebbian", "pretrain_epochs": 2}}
 
@@ -35,8 +31,9 @@ def main() -> None:
     parser.add_argument("--test-patients", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=2, help="supervised encoder epochs")
     parser.add_argument("--only", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: the figures in docs/benchmarks.md)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_runtime(args.threads, "cpu")
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
     config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=args.patients, test_patients=args.test_patients)
@@ -49,7 +46,7 @@ def main() -> None:
             run = dict(config, backbone=config["backbone"] | BACKBONES[name])
             pipeline = Path(tmp) / f"{name}.yaml"
             pipeline.write_text(yaml.safe_dump(run))
-            report = train_concepts(pipeline, Path(tmp) / name, quiet=True)
+            report = train_concepts(pipeline, Path(tmp) / name)
             test, energy = report["test"], report["energy"]
             rows[name] = energy["energy_mj"]
             ratio = f"{energy['energy_mj'] / rows['cnn']:.2f}" if "cnn" in rows else "-"

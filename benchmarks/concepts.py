@@ -13,28 +13,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from medsuite.concepts.evaluate import evaluate  # noqa: E402
-from medsuite.concepts.pipeline import ConceptModel  # noqa: E402
-from medsuite.concepts.synthetic import generate_cohort  # noqa: E402
+from medsuite.concepts.evaluate import evaluate
+from medsuite.concepts.infer import DEFAULT_MODEL
+from medsuite.concepts.pipeline import ConceptModel
+from medsuite.concepts.synthetic import generate_cohort
+from medsuite.runtime import configure_runtime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "medsuite" / "assets" / "concepts" / "model.pt")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a concept model (default: the shipped one)")
     parser.add_argument("--patients", type=int, default=1000, help="300 leaves ~30 metastases: F1 moves 0.015 per case")
     parser.add_argument("--seed", type=int, default=2024, help="cohort seed; differs from the training seeds (0 and 1000)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: the figures in docs/benchmarks.md)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_runtime(args.threads, "cpu")
     start = time.perf_counter()
     model = ConceptModel.load(args.model)
     cohort = generate_cohort(model.vocabulary, args.patients, size=model.config.image_size, seed=args.seed, classes=tuple(model.config.classes))

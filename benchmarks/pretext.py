@@ -6,7 +6,7 @@
 
 1. Held-out patients: the acdc_h5 card's own test split (patient level, seeded). They never enter
    pretraining (excluded from the ACDC source) nor fine-tuning; both arms are scored on all of them.
-2. Pretraining (unless --encoder; reused from DIR/pretrain when there): pipelines/pretext_cardiac.yaml,
+2. Pretraining (unless --encoder; reused from DIR/pretrain when there): the shipped pretext_cardiac pipeline,
    task 1 on the multi-view exams, task 2 on every other unlabelled SAX stack (ACDC frames, M&Ms).
 3. Fine-tuning through the real segmentation pipeline, ``medsuite.segmentation.train.train``: neU-Net with
    the pretext backbone, whole slices resized to the pretraining size, ``data.train_patients = N``; the
@@ -18,27 +18,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from medsuite.config import PIPELINES_DIR, load_pipeline  # noqa: E402
-from medsuite.data.cards import load_card  # noqa: E402
-from medsuite.data.datasets import discover_records, split_records  # noqa: E402
-from medsuite.io import write_json  # noqa: E402
-from medsuite.pretext.pretrain import PretextConfig, run_pretraining  # noqa: E402
-from medsuite.segmentation.config import SegmentationPipeline  # noqa: E402
-from medsuite.segmentation.data import split_volumes  # noqa: E402
-from medsuite.segmentation.evaluate import evaluate_volumes  # noqa: E402
-from medsuite.checkpoints import load_model  # noqa: E402
-from medsuite.segmentation.train import train  # noqa: E402
+from medsuite.config import PIPELINES_DIR, load_pipeline
+from medsuite.data.cards import load_card
+from medsuite.data.datasets import discover_records, split_records
+from medsuite.io import write_json
+from medsuite.pretext.pretrain import PretextConfig, run_pretraining
+from medsuite.segmentation.config import SegmentationConfig
+from medsuite.segmentation.data import split_volumes
+from medsuite.segmentation.evaluate import evaluate_volumes
+from medsuite.checkpoints import load_model
+from medsuite.segmentation.train import train
+from medsuite.runtime import configure_runtime
 
 CARD = "acdc_h5"
 PRETEXT_PIPELINE = PIPELINES_DIR / "pretext_cardiac.yaml"
@@ -51,7 +50,7 @@ def test_patients(card) -> list[str]:
 def pretext_config(held_out: list[str], iterations: int | None) -> PretextConfig:
     """The shipped pretext pipeline, with the held-out ACDC patients removed from its ACDC source."""
     config = load_pipeline(PRETEXT_PIPELINE, PretextConfig)
-    sources = [s.model_copy(update={"exclude": [*s.exclude, *(f"patient{p}_" for p in held_out)]}) if s.layout == "acdc_h5" else s for s in config.sources]
+    sources = [s.model_copy(update={"exclude": [*s.exclude, *(f"patient{p}_" for p in held_out)]}) if s.card == "acdc_h5" else s for s in config.sources]
     return config.model_copy(update={"sources": sources, "device": "cpu", **({"iterations": iterations} if iterations else {})})
 
 
@@ -75,9 +74,9 @@ def location_error(pretext_model: Path, card, held_out: list[str], size: int) ->
     return float(np.mean(errors)), float(np.mean(baseline))
 
 
-def segmentation_config(backbone: dict, size: int, patients: int, steps: int, batch: int, seed: int) -> SegmentationPipeline:
+def segmentation_config(backbone: dict, size: int, patients: int, steps: int, batch: int, seed: int) -> SegmentationConfig:
     """neU-Net with the pretext backbone on whole resized slices; validation only once, at the end."""
-    config = SegmentationPipeline.model_validate(
+    config = SegmentationConfig.model_validate(
         {
             "name": "pretext_label_efficiency",
             "data": {"card": CARD, "inplane": "resize", "image_size": [size, size], "train_patients": patients},
@@ -103,8 +102,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/medsuite_pretext_benchmark"))
     parser.add_argument("--table-only", action="store_true", help="print the table of DIR/scores.json and stop")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: the figures in docs/benchmarks.md)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_runtime(args.threads, "cpu")
     card = load_card(CARD)
     if card.data_root() is None or not card.data_root().is_dir():
         sys.exit(f"benchmark needs the {CARD} data ({card.data_root()}, absent)")
@@ -119,7 +119,11 @@ def main() -> None:
             encoder = args.out / "pretrain" / "encoder.pt"
             if not encoder.exists():
                 start = time.time()
-                report = lambda step, loss: step % 100 == 99 and print(f"  pretext step {step + 1}: loss {loss:.4f} ({time.time() - start:.0f} s)", flush=True)  # noqa: E731
+
+                def report(step: int, loss: float, start: float = start) -> None:
+                    if step % 100 == 99:
+                        print(f"  pretext step {step + 1}: loss {loss:.4f} ({time.time() - start:.0f} s)", flush=True)
+
                 figures = run_pretraining(pretext_config(held_out, args.pretrain_iterations), encoder.parent, progress=report)
                 write_json(encoder.parent / "history.json", figures.pop("history"))
                 write_json(encoder.parent / "figures.json", figures)

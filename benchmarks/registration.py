@@ -140,7 +140,7 @@ def main() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ANTs when it loads
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's first optimiser imports torch._dynamo (~2.5 s, once per process): not the first row's cost
-    config = RegistrationConfig.model_validate(__import__("medsuite.config", fromlist=["read_yaml"]).read_yaml(Path(__file__).resolve().parents[1] / "pipelines/registration_girnet.yaml"))
+    config = __import__("medsuite.config", fromlist=["load_pipeline"]).load_pipeline("registration_girnet", RegistrationConfig)  # the shipped YAML
     plain = config.model_copy(update={"losses": config.losses.model_copy(update={"symmetric": 0.0})})
     methods: dict[str, Method] = {"affine pre-alignment only": medsuite_method(config, steps=0, use_segmentation=False)}
     starts = {"IO alone": (None, config)}

@@ -22,14 +22,14 @@ from medsuite.checkpoints import load_checkpoint, load_model
 from medsuite.config import PIPELINES_DIR, load_pipeline
 from medsuite.data.cards import load_card
 from medsuite.io import write_json
-from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
+from medsuite.segmentation.config import MODEL_NAMES, SegmentationConfig
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_volumes, predict_volume
 from medsuite.segmentation.models import count_parameters
 from medsuite.segmentation.train import train
 
 
-def seconds_per_volume(models: dict[str, tuple[torch.nn.Module, SegmentationPipeline]], volumes, repeats: int = 8) -> dict[str, float]:
+def seconds_per_volume(models: dict[str, tuple[torch.nn.Module, SegmentationConfig]], volumes, repeats: int = 8) -> dict[str, float]:
     """Median wall time of one whole-volume prediction per model, the models taking turns volume by
     volume so that load from other jobs on a shared CPU hits them alike (threads as set by the caller)."""
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -43,7 +43,7 @@ def seconds_per_volume(models: dict[str, tuple[torch.nn.Module, SegmentationPipe
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    base = load_pipeline(PIPELINES_DIR / "segmentation_neunet_acdc.yaml", SegmentationPipeline)
+    base = load_pipeline(PIPELINES_DIR / "segmentation_neunet_acdc.yaml", SegmentationConfig)
     card = load_card(base.data.card)
     rows, trained = [], {}
     test = None
@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     ref = next((r for r in rows if r["model"] == "unet"), rows[0])
-    ratio = lambda r, k: f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
+
+    def ratio(r: dict, k: str) -> str:
+        return f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
+
     lines = [
         "| model | epochs (train min) | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -133,10 +133,10 @@ def fill(path: Path, module: torch.nn.Module, state: dict[str, Any]) -> None:
 
 
 def _segmentation(path: Path, payload: dict[str, Any]) -> tuple[Any, BaseModel]:
-    from medsuite.segmentation.config import SegmentationPipeline
+    from medsuite.segmentation.config import SegmentationConfig
     from medsuite.segmentation.models import make_model
 
-    config = validated(path, SegmentationPipeline, payload["config"])
+    config = validated(path, SegmentationConfig, payload["config"])
     model = make_model(config)
     fill(path, model, payload["state"])
     return model, config

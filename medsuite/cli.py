@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 import sys
-from types import ModuleType
 
 from typer._click import exceptions as click_errors  # typer 0.29 vendors click: its usage errors are these
 import typer
@@ -43,12 +40,6 @@ def _root(
     _state["debug"] = _state["debug"] or debug
 
 
-def _command_modules() -> list[ModuleType]:
-    modules = [importlib.import_module(f"{commands.__name__}.{info.name}") for info in pkgutil.iter_modules(commands.__path__)]
-    rank = {name: i for i, name in enumerate(commands.HELP_ORDER)}
-    return sorted(modules, key=lambda m: rank.get(m.__name__.rsplit(".", 1)[-1], len(rank)))
-
-
 _built: list[typer.core.TyperGroup] = []
 
 
@@ -56,9 +47,8 @@ def _build() -> typer.core.TyperGroup:
     """The click command tree, built once per process (in-process callers such as tests call main often)."""
     if _built:
         return _built[0]
-    for module in _command_modules():
-        if hasattr(module, "register"):
-            module.register(app)
+    for module in commands.command_modules():
+        module.register(app)
     for group, name in ((commands.train_app, "train"), (commands.evaluate_app, "evaluate")):
         if group.registered_commands:
             app.add_typer(group, name=name)

@@ -74,11 +74,6 @@ def image_kind(path: Path) -> str:
     raise MedsuiteError(path, "not a supported image format", f"give {SUPPORTED}")
 
 
-def is_image_path(path: Path) -> bool:
-    name = path.name.lower()
-    return path.is_file() and name.endswith(NIFTI_SUFFIXES + ITK_SUFFIXES)
-
-
 def read_image(path: str | Path) -> Volume:
     """Read any supported image with its geometry; errors name the file and the fix."""
     path = Path(path)
@@ -258,6 +253,13 @@ def orphaned_temp_files(targets: Iterable[Path]) -> list[Path]:
             pattern = re.compile(re.escape(_temp_prefix(target)) + r"[a-z0-9_]{8}" + suffix + "$")  # mkstemp's names
             found += [p for p in target.parent.iterdir() if p.is_file() and pattern.match(p.name)]
     return sorted(set(found))
+def ensure_output_outside_inputs(out_dir: Path, inputs: Iterable[str | Path]) -> None:
+    """A results folder may not be an input folder or lie inside one (its files would mix with the inputs')."""
+    resolved = Path(out_dir).resolve()
+    for item in map(Path, inputs):
+        source = item.resolve()
+        if resolved == source or (source.is_dir() and resolved.is_relative_to(source)):
+            raise MedsuiteError(out_dir, f"is inside the input folder {item}", "choose an output folder outside the inputs with -o")
 
 
 @contextlib.contextmanager
@@ -299,10 +301,6 @@ def write_nifti(
     with atomic_path(target) as tmp:
         nib.save(image, str(tmp))
     return target
-
-
-def write_volume(target: str | Path, vol: Volume, *, inputs: Iterable[str | Path] = ()) -> Path:
-    return write_nifti(target, vol.array, vol.affine, inputs=inputs)
 
 
 def write_json(target: str | Path, payload: Any) -> Path:

@@ -14,6 +14,7 @@ import torch
 
 from medsuite import __version__
 from medsuite.io import sha256_file
+from medsuite.runtime import runtime_summary
 
 
 def software_versions() -> dict[str, str]:
@@ -36,6 +37,7 @@ def new_report(command: str, inputs: Iterable[str | Path] = (), parameters: dict
         "kind": command,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": software_versions(),
+        "runtime": runtime_summary(),
         "inputs": describe_inputs(inputs),
         "parameters": parameters or {},
     }

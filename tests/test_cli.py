@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -43,8 +42,8 @@ def test_unknown_option_is_a_usage_error():
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-def test_demo_writes_a_report_of_its_parts(tmp_path):
+def test_demo_refuses_an_unknown_part_before_any_work(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), "--only", "none_such")
-    assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert report["kind"] == "demo" and report["versions"]["medsuite"] and report["parts"] == {}
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "none_such" in result.stderr and "segment" in result.stderr  # names the parts that exist
+    assert not (tmp_path / "demo").exists()

@@ -149,9 +149,9 @@ def test_tiny_training_run_writes_model_and_figures(tmp_path):
     config["train"].update(encoder_epochs=1, joint_epochs=1, bottleneck_steps=20)
     pipeline = tmp_path / "tiny.yaml"
     pipeline.write_text(yaml.safe_dump(config))
-    from medsuite.commands.concepts import train_concepts
+    from medsuite.concepts.train import train_concepts
 
-    report = train_concepts(pipeline, tmp_path / "run", quiet=True)
+    report = train_concepts(pipeline, tmp_path / "run")
     test = report["test"]
     assert report["kind"] == "train concepts" and (tmp_path / "run" / "model.pt").is_file()
     assert test["patients"] == 30 and test["extraction"]["precision"] > 0.9 and test["extraction"]["recall"] > 0.9
@@ -164,7 +164,7 @@ def test_training_from_hospital_folders_via_the_cti_card(tmp_path, vocabulary):
     """The choroid_cti card's layout (patient folders, report.txt, label.txt) read through the data layer."""
     import yaml
 
-    from medsuite.commands.concepts import train_concepts
+    from medsuite.concepts.train import train_concepts
     from medsuite.config import PIPELINES_DIR
 
     write_cohort(generate_cohort(vocabulary, 30, size=32, seed=5), tmp_path / "cti")
@@ -172,7 +172,7 @@ def test_training_from_hospital_folders_via_the_cti_card(tmp_path, vocabulary):
     config.update(vocabulary=str(PIPELINES_DIR / "concepts_vocabulary.yaml"), image_size=32, data={"card": "choroid_cti", "root": None})
     config["train"].update(encoder_epochs=1, joint_epochs=0, bottleneck_steps=5)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
-    report = train_concepts(tmp_path / "p.yaml", tmp_path / "run", root=tmp_path / "cti", quiet=True)
+    report = train_concepts(tmp_path / "p.yaml", tmp_path / "run", root=tmp_path / "cti")
     assert report["data_card"] == "choroid_cti" and report["synthetic"] is False
     assert report["test"]["patients"] == 6  # 20% of 30 patients, split by patient
     assert (tmp_path / "run" / "model.pt").is_file()

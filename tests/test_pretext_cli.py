@@ -17,7 +17,7 @@ from medsuite.pretext.pretrain import CNN_2D, pretext_loss
 from medsuite.pretext.synthetic import write_synthetic_exam
 
 runner = CliRunner()
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pretext_cardiac.yaml"
+PIPELINE = Path(__file__).resolve().parents[1] / "medsuite" / "pipelines" / "pretext_cardiac.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def test_targets_cli_writes_views_heatmaps_lines_and_overlays(exam, tmp_path):
     assert report["long_axis_meeting_spread_mm"]["max"] < 1e-3
     # The phantom stacks its slices along (0.6, -0.5, 0.62): right/posterior/superior, towards the base, so
     # the anatomical base-to-apex location runs against the storage order.
-    assert report["views"]["sax"]["slice_locations"] == pytest.approx([1, 2 / 3, 1 / 3, 0], abs=1e-4)
-    assert report["views"]["sax"]["slice_spacing_mm"] == pytest.approx(8.0, abs=1e-4)
-    for name in ("sax", "lax_2c", "lax_3c", "lax_4c"):
+    assert report["views"]["sax_ed"]["slice_locations"] == pytest.approx([1, 2 / 3, 1 / 3, 0], abs=1e-4)
+    assert report["views"]["sax_ed"]["slice_spacing_mm"] == pytest.approx(8.0, abs=1e-4)
+    for name in ("sax_ed", "lax_2c_ed", "lax_3c_ed", "lax_4c_ed"):
         source = nib.load(str(exam / f"{name}.nii.gz"))
         image, heat = nib.load(str(out / f"{name}.nii.gz")), nib.load(str(out / f"{name}_heatmaps.nii.gz"))
         np.testing.assert_allclose(image.affine, source.affine, atol=1e-5)  # outputs keep the input's affine
@@ -44,13 +44,13 @@ def test_targets_cli_writes_views_heatmaps_lines_and_overlays(exam, tmp_path):
         assert heat.shape == (*source.shape[:3], 4)
         assert (out / f"{name}_overlay.png").stat().st_size > 1000
     # SAX heatmaps: no SAX channel (parallel), a 1.0 ridge for each long-axis line.
-    heat = np.asarray(nib.load(str(out / "sax_heatmaps.nii.gz")).dataobj)
+    heat = np.asarray(nib.load(str(out / "sax_ed_heatmaps.nii.gz")).dataobj)
     assert heat[..., 0].max() == 0.0
     assert all(heat[:, :, s, c].max() > 0.95 for s in range(4) for c in (1, 2, 3))
     lines = json.loads((out / "lines.json").read_text())["lines"]
-    four_in_sax = next(e for e in lines if e["view"] == "sax" and e["slice"] == 2 and e["other_kind"] == "4CH")
-    assert set(four_in_sax["endpoints_px"]) == {"sax", "lax_4c"}  # the line lies in both images
-    assert four_in_sax["endpoints_px"]["sax"]["2"] is not None
+    four_in_sax = next(e for e in lines if e["view"] == "sax_ed" and e["slice"] == 2 and e["other_kind"] == "4CH")
+    assert set(four_in_sax["endpoints_px"]) == {"sax_ed", "lax_4c_ed"}  # the line lies in both images
+    assert four_in_sax["endpoints_px"]["sax_ed"]["2"] is not None
 
 
 def test_targets_cli_errors_are_one_line(tmp_path):
@@ -74,7 +74,7 @@ def test_pretext_loss_masks_missing_lines_and_locations():
 
 def test_pretrain_cli_writes_an_encoder_segmentation_can_load(exam, tmp_path):
     pipeline = yaml.safe_load(PIPELINE.read_text())
-    pipeline.update(sources=[{"layout": "cinema_nifti", "path": str(exam)}], image_size=32, iterations=3, batch_size=2, max_phases=1)
+    pipeline.update(sources=[{"card": "mnms_multiview", "root": str(exam.parent)}], image_size=32, iterations=3, batch_size=2, max_phases=1)
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(pipeline))
     run = tmp_path / "run"
@@ -98,6 +98,6 @@ def test_pipeline_template_validates():
     from medsuite.pretext.pretrain import PretextConfig
 
     config = load_pipeline(PIPELINE, PretextConfig)
-    assert config.backbone == CNN_2D
-    assert {s.layout for s in config.sources} == {"dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"}
+    assert config.backbone.model_dump(include=set(CNN_2D)) == CNN_2D
+    assert [s.card for s in config.sources] == ["cmr_plan_dicom", "mnms_multiview", "acdc_h5"]  # cards, never paths
     assert config.weights == {"orientation": 1.0, "location": 1.0}

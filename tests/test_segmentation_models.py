@@ -9,7 +9,7 @@ import torch
 
 from medsuite.checkpoints import save_checkpoint
 from medsuite.errors import MedsuiteError
-from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
+from medsuite.segmentation.config import MODEL_NAMES, SegmentationConfig
 from medsuite.segmentation.models import make_model
 from medsuite.segmentation.neunet import AnisotropicSubpixelUpsample, NeUNet
 from medsuite.segmentation.train import load_init
@@ -19,8 +19,8 @@ torch.set_num_threads(1)
 TINY = {"kind": "cnn", "in_channels": 1, "channels": [4, 8, 16, 32], "strides": [1, 2, 2, 2], "norm": "instance"}
 
 
-def tiny_config(name: str, dims: int) -> SegmentationPipeline:
-    return SegmentationPipeline.model_validate({"model": {"name": name, "spatial_dims": dims}, "backbone": {**TINY, "spatial_dims": dims}})
+def tiny_config(name: str, dims: int) -> SegmentationConfig:
+    return SegmentationConfig.model_validate({"model": {"name": name, "spatial_dims": dims}, "backbone": {**TINY, "spatial_dims": dims}})
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -103,6 +103,6 @@ def test_init_fine_tunes_a_whole_segmentation_checkpoint(tmp_path) -> None:
 
 
 def test_monai_models_refuse_non_cnn_backbones() -> None:
-    config = SegmentationPipeline.model_validate({"model": {"name": "unet"}, "backbone": {**TINY, "kind": "snn", "spatial_dims": 2}})
+    config = SegmentationConfig.model_validate({"model": {"name": "unet"}, "backbone": {**TINY, "kind": "snn", "spatial_dims": 2}})
     with pytest.raises(MedsuiteError, match="neunet"):
         make_model(config)

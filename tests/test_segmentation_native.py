@@ -7,15 +7,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import slice_transform
 from medsuite.segmentation.evaluate import predict_volume
 
 torch.set_num_threads(1)
 
 
-def native_config(**train) -> SegmentationPipeline:
-    return SegmentationPipeline.model_validate({"data": {"inplane": "native", "image_size": [32, 32]}, "train": train})
+def native_config(**train) -> SegmentationConfig:
+    return SegmentationConfig.model_validate({"data": {"inplane": "native", "image_size": [32, 32]}, "train": train})
 
 
 def test_training_patches_cut_image_and_label_alike_and_mostly_hold_foreground():
@@ -74,7 +74,7 @@ def test_largest_component_postprocessing_drops_islands():
     volume[10:20, 10:20, :] = 1.0  # the heart
     volume[30:32, 30:32, 1] = 1.0  # an island
     config = native_config().model_copy(update={"postprocess": {"largest_component": True}})
-    config = SegmentationPipeline.model_validate(config.model_dump())
+    config = SegmentationConfig.model_validate(config.model_dump())
     with_post = predict_volume(model, volume, config)
     without = predict_volume(model, volume, native_config())
     assert int((without == 3).sum()) == 300 + 4 and int((with_post == 3).sum()) == 300

@@ -11,7 +11,7 @@ import torch
 
 from medsuite.checkpoints import load_checkpoint
 from medsuite.config import PIPELINES_DIR, load_pipeline
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.report import evaluate_checkpoint
 from medsuite.segmentation.train import train
 
@@ -22,13 +22,13 @@ torch.set_num_threads(1)
 
 @pytest.mark.parametrize("path", sorted(PIPELINES_DIR.glob("segmentation_*.yaml")), ids=lambda p: p.name)
 def test_pipeline_yaml_validates(path):
-    config = load_pipeline(path, SegmentationPipeline)
-    assert config.backbone["kind"] == "cnn" and config.data.card
+    config = load_pipeline(path, SegmentationConfig)
+    assert config.backbone.kind == "cnn" and config.data.card
 
 
 def test_train_resume_and_evaluate(tmp_path):
     shared_path("acdc_h5")
-    config = SegmentationPipeline.model_validate(
+    config = SegmentationConfig.model_validate(
         {
             "data": {"card": "acdc_h5", "image_size": [32, 32], "limit": 1},
             "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]},
@@ -57,7 +57,7 @@ def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
         folder = tmp_path / "acdc" / f"patient{p:03d}"
         write_nifti(folder / f"patient{p:03d}_frame01.nii.gz", vol.array, vol.affine)
         write_nifti(folder / f"patient{p:03d}_frame01_gt.nii.gz", labels, vol.affine)
-    config = SegmentationPipeline.model_validate(
+    config = SegmentationConfig.model_validate(
         {
             "data": {"card": "acdc_nifti", "root": str(tmp_path / "acdc"), "image_size": [32, 32]},
             "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]},

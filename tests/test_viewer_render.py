@@ -10,7 +10,8 @@ from PIL import Image
 
 from medsuite.io import Volume
 from medsuite.viewer.compare import compare_grey, flicker_png, to_png
-from medsuite.viewer.overlay import label_colour, label_volumes_ml, overlay_labels
+from medsuite.data.labels import label_volumes_ml
+from medsuite.viewer.overlay import label_colour, overlay_labels
 from medsuite.viewer.slicing import (
     click_to_voxel,
     crosshair_at,

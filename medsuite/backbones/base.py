@@ -55,6 +55,12 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def warm_up(self, images: torch.Tensor, *, batch_size: int, seed: int) -> list[float]:
+        """The kind's unsupervised pretraining on ``(N, C, ...)`` unlabelled images, which every trainer calls
+        before its supervised steps (hebbian: SPHeRe's local losses). Returns its loss history; most kinds
+        have none and return an empty list."""
+        return []
+
 
 BACKBONES: dict[str, Callable[[EncoderSpec], Encoder]] = {}
 

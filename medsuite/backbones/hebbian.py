@@ -11,7 +11,7 @@ pooling, linear to 256) maps its output to ``z``. The block's loss is ``L_struct
 
 All blocks train at once, each with its own loss. After pretraining the encoder is a normal CNN encoder:
 fine-tune it or linear-probe it in any pipeline. Spec extra key: ``pretrain_epochs`` (2), read by
-:func:`pretrain_on_images`, which pipelines call before their supervised training when the kind is hebbian.
+:func:`pretrain_on_images`, which ``Encoder.warm_up`` runs: every trainer calls that hook before its supervised steps.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class HebbianEncoder(CNNEncoder):
             pairs.append((x, y))
             x = y
         return pairs
+
+    def warm_up(self, images: torch.Tensor, *, batch_size: int, seed: int) -> list[float]:
+        return pretrain_on_images(self, images, batch_size=batch_size, seed=seed)
 
 
 class Projection(nn.Module):

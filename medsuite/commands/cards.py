@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
+from medsuite.commands import example
 from medsuite.errors import EXIT_USAGE, MedsuiteError
 
-cards_app = typer.Typer(help="Validate, show and export data cards (data_cards/*.yaml).", no_args_is_help=True)
+cards_app = typer.Typer(help="Validate, show and export data cards (the shipped ones, or your own YAML).", no_args_is_help=True)
 console = Console(highlight=False)
 
 
-@cards_app.command("validate")
-def validate(paths: Optional[list[Path]] = typer.Argument(None, help="Card files or folders (default: data_cards/).")) -> None:
+def validate(paths: list[Path] | None = typer.Argument(None, help="Card files or folders (default: the shipped cards).")) -> None:
     """Check cards against the schema: one line per problem, exit 2 if any."""
     from medsuite.data.cards import card_files, card_problems
 
@@ -30,8 +29,7 @@ def validate(paths: Optional[list[Path]] = typer.Argument(None, help="Card files
     console.print(f"{len(files)} card(s) valid")
 
 
-@cards_app.command("show")
-def show(name: str = typer.Argument(..., help="Card id (file name in data_cards/) or path.")) -> None:
+def show(name: str = typer.Argument(..., help="Card id (see medsuite cards list) or path to a card YAML.")) -> None:
     """Print a card as YAML, with whether its data is found on this machine."""
     import yaml
 
@@ -44,21 +42,21 @@ def show(name: str = typer.Argument(..., help="Card id (file name in data_cards/
     typer.echo(f"# data root: {root} ({status})")
 
 
-@cards_app.command("list")
 def list_cards() -> None:
-    """List the cards in data_cards/."""
-    from medsuite.data.cards import list_card_ids, load_card
+    """List the shipped cards: id and name."""
+    from medsuite.data.cards import CARDS_DIR, list_card_ids, load_card
 
-    for card_id in list_card_ids():
+    ids = list_card_ids()
+    for card_id in ids:
         typer.echo(f"{card_id}\t{load_card(card_id).name}")
+    typer.echo(f"{len(ids)} shipped card(s) in {CARDS_DIR}", err=True)
 
 
-@cards_app.command("export")
 def export(
     name: str = typer.Argument(..., help="Card id or path."),
     fmt: str = typer.Option("msd", "--format", help="Export format: msd (Medical Segmentation Decathlon dataset.json)."),
     output: Path = typer.Option(Path("dataset.json"), "-o", "--output", help="Where to write."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Data folder, when not where the card says."),
+    root: Path | None = typer.Option(None, "--root", help="Data folder, when not where the card says."),
 ) -> None:
     """Write the dataset description in another format (MSD dataset.json)."""
     from medsuite.data.cards import load_card
@@ -72,4 +70,8 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
+    cards_app.command("validate", epilog=example("medsuite cards validate my_card.yaml"))(validate)
+    cards_app.command("show", epilog=example("medsuite cards show acdc_h5"))(show)
+    cards_app.command("list", epilog=example("medsuite cards list"))(list_cards)
+    cards_app.command("export", epilog=example("medsuite cards export acdc_h5 -o dataset.json"))(export)
     app.add_typer(cards_app, name="cards")

@@ -9,30 +9,32 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from medsuite.errors import EXIT_CASE_FAILED
+from medsuite.commands import THREADS_HELP, demo_modules, example
+from medsuite.errors import EXIT_CASE_FAILED, MedsuiteError
 
 console = Console(highlight=False)
-
-
-def _demo_modules() -> list:
-    from medsuite.cli import _command_modules
-
-    return sorted((m for m in _command_modules() if hasattr(m, "run_demo")), key=lambda m: getattr(m, "DEMO_ORDER", 100))
 
 
 def demo(
     output: Path = typer.Option(Path("medsuite_results/demo"), "-o", "--output", help="Results folder."),
     only: list[str] = typer.Option([], "--only", help="Run only these parts (module names, e.g. register)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Run every pipeline on the embedded samples and write a results folder to open in the viewer."""
     from medsuite.io import write_json
     from medsuite.provenance import new_report
+    from medsuite.runtime import configure_runtime
+
+    modules = {module.__name__.rsplit(".", 1)[-1]: module for module in demo_modules()}
+    unknown = sorted(set(only) - set(modules))
+    if unknown:
+        raise MedsuiteError("--only", f"no demo part named {', '.join(unknown)}", f"use one or more of: {', '.join(modules)}")
+    configure_runtime(threads, "cpu")  # the demo's parts are sized for a laptop CPU
 
     output.mkdir(parents=True, exist_ok=True)
     report = new_report("demo", parameters={"only": only})
     report["timings_s"], report["failed"] = {}, {}
-    for module in _demo_modules():
-        name = module.__name__.rsplit(".", 1)[-1]
+    for name, module in modules.items():
         if only and name not in only:
             continue
         console.rule(f"[bold]{name}")
@@ -46,8 +48,8 @@ def demo(
     report["parts"] = _parts(output)
     write_json(output / "report.json", report)
     console.rule()
-    console.print(f"results: [bold]{output.resolve()}[/bold]")
-    console.print(f"open them in the viewer: [bold]medsuite view {output}[/bold]")
+    done = len(report["timings_s"]) - len(report["failed"])
+    console.print(f"demo: {done} of {len(report['timings_s'])} parts done; results in [bold]{output.resolve()}[/bold] (open with: medsuite view {output})")
     if report["failed"]:
         raise typer.Exit(EXIT_CASE_FAILED)
 
@@ -64,4 +66,4 @@ def _parts(output: Path) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", epilog=example("medsuite demo -o results/demo", "medsuite demo --only segment"))(demo)

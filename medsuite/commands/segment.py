@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from medsuite.commands import evaluate_app, train_app
+from medsuite.commands import THREADS_HELP, batch_summary, example, evaluate_app, train_app
 
 DEMO_ORDER = 20
 
@@ -19,36 +19,41 @@ def segment(
     frame: int | None = typer.Option(None, "--frame", help="Frame of a 4D cine to segment (0-based)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of torch and numpy (inference itself is deterministic)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only the results folder."),
 ) -> None:
     """Segment RV, myocardium and LV in short-axis cine MR; masks keep each input's affine and shape."""
-    import torch
-
-    from medsuite.runtime import resolve_device
+    from medsuite.runtime import configure_runtime
     from medsuite.segmentation.infer import segment_batch
 
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet)
+    chosen = configure_runtime(threads, device, seed)
+    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(chosen), quiet=quiet)
+    typer.echo(str(output) if quiet else f"segment: {batch_summary(output)}; masks in {output} (open with: medsuite view {output})")
     raise typer.Exit(code)
 
 
 def train_segmentation(
-    pipeline: Path = typer.Option(Path("pipelines/segmentation_neunet_acdc.yaml"), "--pipeline", help="Pipeline YAML."),
+    pipeline: str = typer.Option("segmentation_neunet_acdc", "--pipeline", help="Pipeline YAML, or a shipped pipeline's name."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (resumes from last.pt when present)."),
     max_epochs: int | None = typer.Option(None, "--max-epochs", help="Override train.epochs."),
     init: Path | None = typer.Option(None, "--init", help="Start from an encoder checkpoint (pretext pretraining) or a whole segmentation checkpoint of the same model (fine-tuning)."),
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its last.pt (needed with --init when last.pt exists)."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output; print only the summary line."),
 ) -> None:
     """Train a segmentation model from a pipeline YAML on its data card's train split."""
     from medsuite.config import load_pipeline
-    from medsuite.segmentation.config import SegmentationPipeline
+    from medsuite.runtime import configure_runtime
+    from medsuite.segmentation.config import SegmentationConfig
     from medsuite.segmentation.train import train
 
-    config = load_pipeline(pipeline, SegmentationPipeline)
+    configure_runtime(threads, device)
+
+    config = load_pipeline(pipeline, SegmentationConfig)
     updates = {k: v for k, v in {"seed": seed}.items() if v is not None}
     if root is not None:
         config.data.root = str(root)
@@ -63,19 +68,23 @@ def evaluate_segmentation(
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Where metrics.json goes (default: the run folder)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the summary line, not the table."),
 ) -> None:
     """Per-class and mean Dice and HD95 on a card split; writes metrics.json."""
+    from medsuite.runtime import configure_runtime
     from medsuite.segmentation.report import evaluate_checkpoint, metrics_table
 
+    configure_runtime(threads, "cpu")  # evaluation runs on the CPU
     metrics, target = evaluate_checkpoint(run, card=card, split=split, root=root, output=output)
-    Console().print(metrics_table(metrics))
-    Console().print(f"written {target}")
+    if not quiet:
+        Console().print(metrics_table(metrics))
+    Console().print(f"evaluated the {split} split of card {metrics['parameters']['card']} ({len(metrics['cases'])} volumes): metrics in {target}")
 
 
 def run_demo(out_dir: Path, console: Console) -> None:
-    """Segment a generated oblique short-axis volume with the shipped model into OUT/segmentation/."""
-    import json
-
+    """Segment a generated oblique short-axis volume with the shipped model into OUT/segmentation/; the Dice on
+    the phantom goes to OUT/segmentation/phantom_metrics.json (report.json stays the batch runner's)."""
     import nibabel as nib
     import numpy as np
     import torch
@@ -94,13 +103,11 @@ def run_demo(out_dir: Path, console: Console) -> None:
         raise MedsuiteError(folder / "errors.tsv", "the demo case failed", "read the error line there")
     mask = np.asarray(nib.load(str(folder / "synthetic_sax_seg.nii.gz")).dataobj)
     scores = volume_metrics(torch.as_tensor(mask), torch.as_tensor(labels), vol.spacing.tolist())
-    report = json.loads((folder / "report.json").read_text())
-    report["phantom_metrics"] = {"note": "generated phantom, not ACDC: a smoke check, not an accuracy figure", **scores}
-    write_json(folder / "report.json", report)
+    write_json(folder / "phantom_metrics.json", {"note": "generated phantom, not ACDC: a smoke check, not an accuracy figure", **scores})
     console.print(f"segment: {folder}; Dice on the generated phantom (not ACDC): " + ", ".join(f"{k} {v['dice']:.2f}" for k, v in scores.items()))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("segment")(segment)
-    train_app.command("segmentation")(train_segmentation)
-    evaluate_app.command("segmentation")(evaluate_segmentation)
+    app.command("segment", epilog=example("medsuite segment scans/ -o results/masks", "medsuite segment cine.nii.gz --frame 0 -o out/"))(segment)
+    train_app.command("segmentation", epilog=example("medsuite train segmentation -o runs/neunet --max-epochs 5"))(train_segmentation)
+    evaluate_app.command("segmentation", epilog=example("medsuite evaluate segmentation runs/neunet --split test"))(evaluate_segmentation)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from medsuite.commands import example
 from medsuite.config import REPO_ROOT
 from medsuite.errors import MedsuiteError
 from medsuite.viewer.results import RESULTS_ENV
@@ -53,4 +54,4 @@ def view(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("view")(view)
+    app.command("view", epilog=example("medsuite view results/"))(view)

@@ -1,8 +1,9 @@
 """Reading choroid cases: a folder with FA/, ICGA/, US/ image folders, an optional report.txt and label.txt.
 
-Images are read as greyscale (PNG/JPEG/TIFF/BMP with Pillow; NIfTI/MHA/NRRD/DICOM through medsuite.io),
-scaled to [0, 1] and resized to the model's square size. Files of a modality folder are its phases in
-name order. A missing or empty modality folder is simply not used.
+The folder layout itself is read by the data layer (``medsuite.data.datasets.choroid_record``). Images are
+read as greyscale (PNG/JPEG/TIFF/BMP with Pillow; NIfTI/MHA/NRRD/DICOM through medsuite.io), scaled to
+[0, 1] and resized to the model's square size by the data layer's ``resize``. Files of a modality folder are
+its phases in name order. A missing or empty modality folder is simply not used.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from medsuite.concepts.cohort import Cohort
 from medsuite.concepts.extract import PRESENT, UNCERTAIN, extract_concepts
-from medsuite.concepts.synthetic import Cohort
 from medsuite.concepts.vocabulary import Vocabulary
+from medsuite.data.datasets import Record, choroid_record
 from medsuite.errors import MedsuiteError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def read_picture(path: Path, size: int) -> np.ndarray:
-    from skimage.transform import resize
+    from medsuite.data.transforms import IntensityRule, normalise_intensity, resize
 
     if path.suffix.lower() in RASTER_SUFFIXES:
         from PIL import Image, UnidentifiedImageError
@@ -37,42 +39,32 @@ def read_picture(path: Path, size: int) -> np.ndarray:
         array = np.squeeze(read_image(path).array).astype(np.float32)
         if array.ndim != 2:
             raise MedsuiteError(path, f"is {array.ndim}D, not a 2D picture", "give one 2D image per phase")
-    if not np.all(np.isfinite(array)):  # one NaN pixel would make every probability NaN
-        raise MedsuiteError(path, "contains NaN or infinite pixels", "fix or re-export the image")
+        if not np.all(np.isfinite(array)):  # one NaN pixel would make every probability NaN
+            raise MedsuiteError(path, "contains NaN or infinite pixels", "fix or re-export the image")
+        array = normalise_intensity(array, IntensityRule(kind="percentile", lower=0.5, upper=99.5))
     if float(np.ptp(array)) == 0.0:  # a blank picture carries no concept; classifying it would be a guess
         raise MedsuiteError(path, "is blank (every pixel has the same value)", "give the acquired image, or leave the modality out")
-    if path.suffix.lower() not in RASTER_SUFFIXES:
-        low, high = np.percentile(array, (0.5, 99.5))
-        array = np.clip((array - low) / max(high - low, 1e-6), 0, 1)
-    return resize(array, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
-
-
-def modality_files(folder: Path, modality: str) -> list[Path]:
-    sub = folder / modality
-    return sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")) if sub.is_dir() else []
+    return resize(np.asarray(array, dtype=np.float32), (size, size))
 
 
 def is_case_folder(folder: Path, modalities: list[str]) -> bool:
-    return folder.is_dir() and any(modality_files(folder, m) for m in modalities)
+    return folder.is_dir() and any(m in choroid_record(folder, modalities) for m in modalities)
+
+
+def record_images(record: Record, vocabulary: Vocabulary, size: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Images per available modality (phases, size, size) of a choroid record, and their resolved paths."""
+    images = {m: np.stack([read_picture(Path(p), size) for p in record[m]]) for m in vocabulary.modalities if m in record}
+    files = {m: [str(Path(p).resolve()) for p in record[m]] for m in images}
+    return images, files
 
 
 def load_case(folder: Path, vocabulary: Vocabulary, size: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]], str | None]:
     """Images per available modality (phases, size, size), their file paths, and the report text if any."""
-    images, files = {}, {}
-    for modality in vocabulary.modalities:
-        paths = modality_files(folder, modality)
-        if paths:
-            images[modality] = np.stack([read_picture(p, size) for p in paths])
-            files[modality] = [str(p.resolve()) for p in paths]
+    record = choroid_record(Path(folder), list(vocabulary.modalities))
+    images, files = record_images(record, vocabulary, size)
     if not images:
         raise MedsuiteError(folder, f"has no images in {'/, '.join(vocabulary.modalities)}/ subfolders", "put each modality's images in its own subfolder")
-    report = folder / "report.txt"
-    if not report.is_file():
-        return images, files, None
-    try:
-        return images, files, report.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise MedsuiteError(report, f"is not UTF-8 text (byte {exc.start})", "save the report as UTF-8 plain text") from exc
+    return images, files, record.get("report")
 
 
 def report_labels(reports: list[str], vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +87,8 @@ def cohort_from_records(records: list[dict], vocabulary: Vocabulary, classes: li
         label = record.get("label", "").strip().lower()
         if label not in classes:
             raise MedsuiteError(folder / "label.txt", f"label {label!r} is not one of {classes}", "fix label.txt or the pipeline's classes")
-        case, _, report = load_case(folder, vocabulary, size)
+        case, _ = record_images(record, vocabulary, size)
+        report = record.get("report")
         missing = [m for m in vocabulary.modalities if m not in case]
         if missing:
             raise MedsuiteError(folder, f"lacks {', '.join(missing)} images", "training needs every modality (prediction does not)")

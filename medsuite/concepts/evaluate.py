@@ -7,7 +7,7 @@ import numpy as np
 from medsuite.concepts.explain import certainty
 from medsuite.concepts.extract import NOT_MENTIONED, extract_concepts
 from medsuite.concepts.pipeline import ConceptModel
-from medsuite.concepts.synthetic import Cohort
+from medsuite.concepts.cohort import Cohort
 
 
 def extraction_scores(cohort: Cohort, model_vocabulary) -> dict[str, float]:

@@ -124,9 +124,10 @@ def train_modality_net(net: ModalityNet, images: np.ndarray, labels: np.ndarray,
 def image_features(net: ModalityNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """(N, phases, H, W) -> (N, phases, F) frozen features."""
     net.eval()
+    device = next(net.parameters()).device  # the encoder's device (medsuite classify --device)
     n, phases = images.shape[:2]
     flat = torch.from_numpy(images.reshape(n * phases, 1, *images.shape[2:]))
-    out = torch.cat([net.features(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
+    out = torch.cat([net.features(flat[i : i + batch_size].to(device)).cpu() for i in range(0, len(flat), batch_size)])
     return out.numpy().reshape(n, phases, -1)
 
 

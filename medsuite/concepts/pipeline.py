@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsuite.backbones import EncoderSpec
 from medsuite.concepts import model as M
 from medsuite.concepts.data import report_labels
-from medsuite.concepts.synthetic import Cohort, generate_cohort
+from medsuite.concepts.cohort import Cohort
+from medsuite.concepts.synthetic import generate_cohort
 from medsuite.concepts.vocabulary import Vocabulary, load_vocabulary
-from medsuite.config import load_pipeline
+from medsuite.config import load_pipeline, pipeline_path
 
 KIND = "concepts"
 
@@ -50,7 +51,7 @@ class TrainSection(BaseModel):
     concept_loss_weight: float = Field(1.0, ge=0)
 
 
-class ConceptsPipeline(BaseModel):
+class ConceptsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     data: DataSection = Field(default_factory=DataSection)
     classes: list[str] = Field(min_length=2)
@@ -61,14 +62,15 @@ class ConceptsPipeline(BaseModel):
     train: TrainSection = Field(default_factory=TrainSection)
 
 
-def load_concepts_pipeline(path: str | Path) -> tuple[ConceptsPipeline, Vocabulary]:
-    path = Path(path)
-    config = load_pipeline(path, ConceptsPipeline)
+def load_concepts_pipeline(name_or_path: str | Path) -> tuple[ConceptsConfig, Vocabulary]:
+    """The pipeline (a shipped name or a path) and its vocabulary, found relative to the pipeline file."""
+    path = pipeline_path(name_or_path)
+    config = load_pipeline(path, ConceptsConfig)
     vocab_path = Path(config.vocabulary)
     return config, load_vocabulary(vocab_path if vocab_path.is_absolute() else path.parent / vocab_path)
 
 
-def training_cohorts(config: ConceptsPipeline, vocabulary: Vocabulary, root: str | None = None) -> tuple[Cohort, Cohort]:
+def training_cohorts(config: ConceptsConfig, vocabulary: Vocabulary, root: str | None = None) -> tuple[Cohort, Cohort]:
     """(train, test): generated for a synthetic card; the card's patient-level split otherwise."""
     from medsuite.data.cards import load_card
 
@@ -83,15 +85,15 @@ def training_cohorts(config: ConceptsPipeline, vocabulary: Vocabulary, root: str
     from medsuite.data.datasets import discover_records, split_records
 
     splits = split_records(card, discover_records(card, root or config.data.root))
-    build = lambda records: cohort_from_records(records, vocabulary, config.classes, config.image_size)  # noqa: E731
-    return build(splits["train"] + splits["val"]), build(splits["test"])
+    train = cohort_from_records(splits["train"] + splits["val"], vocabulary, config.classes, config.image_size)
+    return train, cohort_from_records(splits["test"], vocabulary, config.classes, config.image_size)
 
 
 @dataclass
 class ConceptModel:
     """Everything prediction needs: frozen encoders, CAVs, bottleneck, joint model and black box."""
 
-    config: ConceptsPipeline
+    config: ConceptsConfig
     vocabulary: Vocabulary
     nets: dict[str, M.ModalityNet]
     cavs: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -160,7 +162,7 @@ class ConceptModel:
         """The model of a checked checkpoint payload (``medsuite.checkpoints.load_model`` calls this)."""
         from medsuite.checkpoints import fill, validated
 
-        config = validated(path, ConceptsPipeline, payload["config"]["pipeline"])
+        config = validated(path, ConceptsConfig, payload["config"]["pipeline"])
         vocabulary = Vocabulary.from_dict(payload["config"]["vocabulary"], path)
         state = payload["state"]
         model = cls._empty(config, vocabulary, with_joint=state["joint"] is not None)
@@ -175,7 +177,7 @@ class ConceptModel:
         return model.eval()
 
     @classmethod
-    def _empty(cls, config: ConceptsPipeline, vocabulary: Vocabulary, with_joint: bool) -> ConceptModel:
+    def _empty(cls, config: ConceptsConfig, vocabulary: Vocabulary, with_joint: bool) -> ConceptModel:
         n_classes, n_concepts = len(config.classes), len(vocabulary.concepts)
         backbone = config.backbone.model_dump()
         nets = {m: M.ModalityNet(backbone, n_classes) for m in vocabulary.modalities}
@@ -187,6 +189,12 @@ class ConceptModel:
         zeros = np.zeros(n_concepts, np.float32)
         return cls(config, vocabulary, nets, {}, M.Bottleneck(n_concepts, n_classes), M.BlackBox(width * len(nets), n_classes), joint, zeros, zeros)
 
+    def encoders_to(self, device: torch.device | str) -> ConceptModel:
+        """Run the modality encoders (the model's convolutions) on ``device``; the bottleneck stays on the CPU."""
+        for net in self.nets.values():
+            net.to(device)
+        return self
+
     def eval(self) -> ConceptModel:
         for module in (*self.nets.values(), self.bottleneck, self.blackbox, *([self.joint] if self.joint else [])):
             module.eval()
@@ -197,7 +205,7 @@ def _columns(vocabulary: Vocabulary) -> list[list[int]]:
     return [vocabulary.of_modality(m) for m in vocabulary.modalities]
 
 
-def fit(config: ConceptsPipeline, vocabulary: Vocabulary, cohort: Cohort, *, log=print) -> ConceptModel:
+def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=print) -> ConceptModel:
     """Sequential CBM (encoders -> CAVs -> bottleneck), black box and joint CBM on one training cohort."""
     import copy
 
@@ -212,12 +220,10 @@ def fit(config: ConceptsPipeline, vocabulary: Vocabulary, cohort: Cohort, *, log
     features = {}
     for m, net in model.nets.items():
         start = time.perf_counter()
-        if net.encoder.spec.kind == "hebbian":  # SPHeRe: local unsupervised pretraining first, then the supervised fine-tune
-            from medsuite.backbones.hebbian import pretrain_on_images
-
-            images = torch.from_numpy(cohort.images[m].reshape(-1, 1, *cohort.images[m].shape[2:]))
-            sphere = pretrain_on_images(net.encoder, images, batch_size=t.batch_size, seed=t.seed)
-            log(f"encoder {m}: SPHeRe loss {sphere[0]:.3f} -> {sphere[-1]:.3f}")
+        images = torch.from_numpy(cohort.images[m].reshape(-1, 1, *cohort.images[m].shape[2:]))
+        warm_up = net.encoder.warm_up(images, batch_size=t.batch_size, seed=t.seed)  # the backbone's own pretraining, if any
+        if warm_up:
+            log(f"encoder {m}: warm-up loss {warm_up[0]:.3f} -> {warm_up[-1]:.3f}")
         history = M.train_modality_net(net, cohort.images[m], cohort.labels, epochs=t.encoder_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed)
         features[m] = M.image_features(net, cohort.images[m])
         cols = vocabulary.of_modality(m)

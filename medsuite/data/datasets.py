@@ -18,7 +18,7 @@ from monai.data import CacheDataset, DataLoader, Dataset
 
 from medsuite.data.cards import DataCard
 from medsuite.data.checks import require_complete_gzip
-from medsuite.data.transforms import IMAGE, LABEL, load_transforms
+from medsuite.data.transforms import IMAGE, LABEL, IntensityRule, load_transforms
 from medsuite.errors import MedsuiteError
 
 Record = dict[str, Any]
@@ -102,21 +102,27 @@ def _discover_dicom_exam(card: DataCard, root: Path) -> list[Record]:
     return [{"patient": exam.relative_to(root).parts[0] if exam != root else root.name, "case": exam.name, IMAGE: str(exam)} for exam in exams]
 
 
+def choroid_record(folder: Path, modalities: Sequence[str]) -> Record:
+    """One patient folder of the choroid layout, the one reader of it: ``<modality>/`` image files (its phases,
+    in name order; hidden files skipped), an optional ``report.txt`` (free text) and ``label.txt`` (the class)."""
+    record: Record = {"patient": folder.name, "case": folder.name, IMAGE: str(folder)}
+    for modality in modalities:
+        sub = folder / modality
+        files = sorted(str(f) for f in sub.iterdir() if f.is_file() and not f.name.startswith(".")) if sub.is_dir() else []
+        if files:
+            record[modality] = files
+    for role in ("report", "label"):
+        text = folder / f"{role}.txt"
+        if text.is_file():
+            try:
+                record[role] = text.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise MedsuiteError(text, f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8 plain text") from exc
+    return record
+
+
 def _discover_choroid(card: DataCard, root: Path) -> list[Record]:
-    """patient folders holding FA/, ICGA/, US/ image folders, report.txt and label.txt."""
-    records = []
-    for patient in sorted(p for p in root.iterdir() if p.is_dir()):
-        record: Record = {"patient": patient.name, "case": patient.name, IMAGE: str(patient)}
-        for modality in card.acquisition.modalities:
-            files = sorted(str(f) for f in (patient / modality).glob("*") if f.is_file())
-            if files:
-                record[modality] = files
-        for role in ("report", "label"):
-            text = patient / f"{role}.txt"
-            if text.exists():
-                record[role] = text.read_text().strip()
-        records.append(record)
-    return records
+    return [choroid_record(patient, card.acquisition.modalities) for patient in sorted(p for p in root.iterdir() if p.is_dir())]
 
 
 DISCOVERERS: dict[str, Callable[[DataCard, Path], list[Record]]] = {
@@ -178,9 +184,11 @@ def make_dataset(
     orientation: str | None = "RAS",
     limit: int | None = None,
     patients: int | None = None,
+    rule: IntensityRule | None = None,
 ) -> Dataset:
     """A MONAI (Cache)Dataset of one split (or every case when ``split`` is None); ``patients`` keeps every
-    case of the split's first N patients (label-efficiency studies), ``limit`` the first N cases."""
+    case of the split's first N patients (label-efficiency studies), ``limit`` the first N cases; ``rule``
+    the intensity normalisation (a checkpoint's stored rule; default the card's modality rule)."""
     records = discover_records(card, root)
     chosen = records if split is None else split_records(card, records)[split]
     if patients is not None:
@@ -193,7 +201,7 @@ def make_dataset(
             if str(record.get(key, "")).endswith(".gz"):
                 require_complete_gzip(record[key])
     # `is None`, never truthiness: bool(Compose) builds a new Compose that re-seeds every random transform
-    transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation)
+    transform = transform if transform is not None else load_transforms(card, with_label=with_label, pixdim=pixdim, orientation=orientation, rule=rule)
     if cache:
         return CacheDataset(chosen, transform=transform, num_workers=0, progress=False)
     return Dataset(chosen, transform=transform)

@@ -135,7 +135,7 @@ def _dicom_view(items: list) -> View:
     first_file, first = items[0]
     # Slices are distinct positions; cine phases share one position and are ordered by time.
     by_position: dict[tuple, list] = defaultdict(list)
-    for file, ds in items:
+    for _file, ds in items:
         key = tuple(np.round(np.asarray(ds.ImagePositionPatient, dtype=float), 2))
         by_position[key].append(ds)
     planes, stacks = [], []

@@ -100,3 +100,28 @@ def write_exam_targets(exam: Exam, out_dir: Path, sigma_mm: float, min_angle_deg
         "long_axis_meeting_spread_mm": {"per_sax_slice": [round(s, 3) for s in spread], "max": round(max(spread), 3) if spread else None},
         "lines": "lines.json",
     }
+
+
+def write_targets_folder(exam_path: Path, out_dir: Path, sigma_mm: float, min_angle_deg: float, report_extra: dict | None = None) -> dict:
+    """``medsuite pretext targets``: read an exam, write its targets and report.json (plus ``report_extra``,
+    figures the caller already has); return the report."""
+    from medsuite.io import check_output_dir, ensure_output_outside_inputs
+    from medsuite.pretext.exams import read_exam
+    from medsuite.provenance import new_report
+
+    check_output_dir(out_dir)
+    ensure_output_outside_inputs(out_dir, [exam_path])
+    exam = read_exam(exam_path)
+    report = new_report("pretext", [exam_path], {"sigma_mm": sigma_mm, "min_angle_deg": min_angle_deg})
+    report.update(write_exam_targets(exam, out_dir, sigma_mm, min_angle_deg, inputs=[exam_path]))
+    report.update(report_extra or {})
+    write_json(Path(out_dir) / "report.json", report)
+    return report
+
+
+def targets_summary(report: dict) -> str:
+    """One line: each view with its kind and slices, and how well the long-axis lines meet."""
+    spread = report["long_axis_meeting_spread_mm"]["max"]
+    views = ", ".join(f"{name} ({v['kind']}, {v['slices']} slice{'s' if v['slices'] > 1 else ''})" for name, v in report["views"].items())
+    extra = f"; long-axis lines meet within {spread:.2f} mm in every SAX slice" if spread is not None else ""
+    return f"views: {views}{extra}"

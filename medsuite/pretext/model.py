@@ -12,7 +12,7 @@ import torch
 from monai.networks.blocks import Convolution, UpSample
 from torch import nn
 
-from medsuite.backbones import Encoder, make_encoder
+from medsuite.backbones import Encoder, EncoderSpec, make_encoder
 
 
 def _is_unit(stride: int | Sequence[int]) -> bool:
@@ -43,11 +43,11 @@ class UNetDecoder(nn.Module):
 class PretextNet(nn.Module):
     """encoder -> (heatmaps (B, K, H, W), location (B,)) for task 1 and task 2."""
 
-    def __init__(self, backbone: dict, heatmap_channels: int = 4, hidden: int = 64):
+    def __init__(self, backbone: EncoderSpec | dict, heatmap_channels: int = 4, hidden: int = 64):
         super().__init__()
         self.encoder = make_encoder(backbone)
-        dims = self.encoder.spec.spatial_dims if hasattr(self.encoder, "spec") else backbone.get("spatial_dims", 2)
-        self.decoder = UNetDecoder(self.encoder, dims, heatmap_channels, norm=backbone.get("norm", "instance"))
+        dims = self.encoder.spec.spatial_dims
+        self.decoder = UNetDecoder(self.encoder, dims, heatmap_channels, norm=self.encoder.spec.norm)
         pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
         self.location_head = nn.Sequential(pool, nn.Flatten(), nn.Linear(self.encoder.out_channels[-1], hidden), nn.LeakyReLU(), nn.Linear(hidden, 1), nn.Sigmoid())
 

@@ -1,14 +1,16 @@
 """Pretext pretraining: collect 2D samples with targets from exams and stacks, train, save the encoder.
 
-Sources (pipeline YAML ``sources`` or a data card):
-- ``dicom_exam`` / ``cinema_nifti`` (multi-view): task 1 for every view, task 2 for SAX stacks.
-- ``nifti_stacks`` (SAX NIfTI files) and ``acdc_h5`` (index space): task 2 only.
+Sources are data cards (pipeline YAML ``sources``, or ``medsuite pretrain --card``), listed by the data
+layer's ``discover_records``; what a card gives depends on its layout kind:
+- ``dicom_exam``, and ``cinema_nifti`` exams with long-axis views: task 1 for every view, task 2 for SAX stacks;
+- ``cinema_nifti`` stacks without long-axis views, ``acdc_nifti``, ``nifti_folders``, ``msd`` (SAX NIfTI with
+  affines) and ``acdc_h5`` (index space): task 2 only.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,32 +18,34 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from medsuite.config import REPO_ROOT
+from medsuite.backbones import EncoderSpec
+from medsuite.data.datasets import Record
+from medsuite.data.transforms import IMAGE, IntensityRule, normalise_intensity, read_h5_volume, resize, rule_for_modality
 from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
 
-SourceKind = Literal["dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"]
 CNN_2D = {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2, 2], "norm": "instance"}
-# A strided stem, as in the shipped segmentation pipeline (pipelines/segmentation_neunet_acdc.yaml): CPU-affordable.
+# A strided stem, as in the shipped segmentation pipeline (segmentation_neunet_acdc.yaml): CPU-affordable.
+STACK_LAYOUTS = ("acdc_h5", "acdc_nifti", "nifti_folders", "msd")  # short-axis stacks only: task 2
+EXAM_LAYOUTS = ("dicom_exam", "cinema_nifti")  # multi-view exams: tasks 1 and 2
 
 
 class Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    layout: SourceKind
-    path: str = Field(description="folder, relative to the repository root unless absolute")
-    limit: int | None = Field(None, description="at most this many exams / stacks / files")
-    exclude: list[str] = Field(default_factory=list, description="file or folder names containing any of these are skipped (held-out patients)")
+    """One data card to draw pretraining samples from."""
 
-    def root(self) -> Path:
-        path = Path(self.path).expanduser()
-        return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+    model_config = ConfigDict(extra="forbid")
+    card: str = Field(description="data card id (medsuite cards list) or a card YAML path")
+    root: str | None = Field(None, description="data folder overriding the card's layout.root")
+    limit: int | None = Field(None, ge=1, description="at most this many records (exams or stacks) of the card")
+    exclude: list[str] = Field(default_factory=list, description="records whose case or patient id contains any of these are skipped (held-out patients)")
 
 
 class PretextConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backbone: dict = Field(default_factory=lambda: dict(CNN_2D))
+    backbone: EncoderSpec = Field(default_factory=lambda: EncoderSpec.model_validate(CNN_2D))
     sources: list[Source] = Field(default_factory=list)
     image_size: int = Field(96, ge=16, description="every 2D sample is resized to image_size^2")
+    intensity: IntensityRule = Field(default_factory=lambda: rule_for_modality("MR"), description="per-volume normalisation (segmentation's MR rule, so fine-tuning sees the same intensities)")
     sigma_mm: float = Field(5.0, gt=0, description="Gaussian width of the line heatmaps")
     min_angle_deg: float = Field(5.0, ge=0)
     max_phases: int = Field(4, ge=1, description="cine phases used per view (evenly spaced)")
@@ -62,32 +66,17 @@ class Sample:
     has_location: float
 
 
-def normalise(volume: np.ndarray) -> np.ndarray:
-    """Robust min-max of a whole volume to [0, 1] (0.5th..99.5th percentile): the segmentation pipeline's MR
-    normalisation (``intensity_transform("MR")``), so the encoder sees fine-tuning's intensity distribution."""
-    low, high = np.percentile(volume, [0.5, 99.5])
-    return np.clip((volume - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
-
-
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """(C, H, W) -> (C, size, size), bilinear with anti-aliasing like the segmentation pipeline's resize
-    (heatmaps and image move together, so targets stay aligned)."""
-    import torch
-    import torch.nn.functional as F
-
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(array))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
-
-
 def exam_samples(exam, config: PretextConfig) -> list[Sample]:
     from medsuite.pretext.targets import exam_targets
 
     samples = []
     for item in exam_targets(exam, config.sigma_mm, config.min_angle_deg):
-        frames = normalise(item.view.frames)  # one view's cine = one volume
+        frames = normalise_intensity(item.view.frames, config.intensity)  # one view's cine = one volume
         phases = np.unique(np.linspace(0, frames.shape[0] - 1, min(config.max_phases, frames.shape[0])).round().astype(int))
         for s in range(len(item.view.planes)):
             for t in phases:
-                stacked = _resize(np.concatenate([frames[t, s][None], item.heatmaps[s]]), config.image_size)
+                # heatmaps and image resized together, so the targets stay aligned
+                stacked = resize(np.concatenate([frames[t, s][None], item.heatmaps[s]]), (config.image_size, config.image_size))
                 located = item.locations is not None
                 samples.append(Sample(stacked[0], stacked[1:], item.mask[s].copy(), float(item.locations[s]) if located else 0.0, float(located)))
     return samples
@@ -96,58 +85,66 @@ def exam_samples(exam, config: PretextConfig) -> list[Sample]:
 def stack_samples(stack: np.ndarray, locations: np.ndarray, config: PretextConfig, channels: int) -> list[Sample]:
     """Task-2-only samples from a SAX stack (S, H, W) and its slice locations."""
     empty_heat = np.zeros((channels, config.image_size, config.image_size), np.float32)
-    stack = normalise(stack)
-    return [Sample(_resize(stack[s][None], config.image_size)[0], empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
+    stack = normalise_intensity(stack, config.intensity)
+    size = (config.image_size, config.image_size)
+    return [Sample(resize(stack[s], size), empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
 
 
-def _kept(paths: Sequence[Path], source: Source) -> list[Path]:
-    kept = [p for p in sorted(paths) if not any(x in p.name for x in source.exclude)]
+def _kept(records: list[Record], source: Source) -> list[Record]:
+    kept = [r for r in records if not any(x in str(r["case"]) or x in str(r["patient"]) for x in source.exclude)]
     return kept[: source.limit] if source.limit else kept
 
 
-def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
-    """Every sample of every source, and a count per source for the report."""
+def record_samples(layout: str, records: list[Record], config: PretextConfig) -> list[Sample]:
+    """The samples of one card's records, read as its layout kind says."""
+    from medsuite.io import read_image
     from medsuite.pretext.exams import VIEW_KINDS, read_dicom_exams, read_nifti_set
     from medsuite.pretext.geometry import planes_from_affine, slice_locations
 
+    samples: list[Sample] = []
+    if layout == "dicom_exam":
+        for record in records:
+            for exam in read_dicom_exams(Path(record[IMAGE])):
+                samples += exam_samples(exam, config)
+        return samples
+    exam_folders: list[Path] = []
+    for record in records:
+        if layout == "cinema_nifti" and any(key.startswith("lax_") for key in record):
+            folder = Path(record[IMAGE]).parent  # one exam per folder: every view, one phase per kind
+            if folder not in exam_folders:
+                exam_folders.append(folder)
+                samples += exam_samples(read_nifti_set(folder), config)
+        elif layout == "acdc_h5":  # no geometry; ACDC stores slices base to apex (see geometry.slice_locations)
+            stack = np.moveaxis(read_h5_volume(record[IMAGE], "image").astype(np.float32), 2, 0)  # (slices, x, y), as NIfTI
+            samples += stack_samples(stack, np.linspace(0, 1, len(stack)) if len(stack) > 1 else np.zeros(1), config, len(VIEW_KINDS))
+        else:
+            vol = read_image(record[IMAGE])
+            array = vol.array.reshape(vol.array.shape[:3])
+            stack = np.moveaxis(array.astype(np.float32), 2, 0)
+            samples += stack_samples(stack, slice_locations(planes_from_affine(vol.affine, array.shape)), config, len(VIEW_KINDS))
+    return samples
+
+
+def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
+    """Every sample of every source card, and a count per card for the report."""
+    from medsuite.data.cards import load_card
+    from medsuite.data.datasets import discover_records
+
     samples, counts = [], {}
     for source in config.sources:
-        root = source.root()
-        if not root.exists():
-            raise MedsuiteError(root, f"source folder of layout {source.layout} does not exist", "fix sources[].path in the pipeline or pass --card with a card whose data is present")
-        before = len(samples)
-        if source.layout == "dicom_exam":
-            exams = read_dicom_exams(root)
-            for exam in exams[: source.limit] if source.limit else exams:
-                samples += exam_samples(exam, config)
-        elif source.layout == "cinema_nifti":
-            folders = _kept([p for p in [root, *root.rglob("*")] if p.is_dir() and any(p.glob("*.nii*"))], source)
-            for folder in folders:
-                samples += exam_samples(read_nifti_set(folder), config)
-        elif source.layout == "nifti_stacks":
-            import nibabel as nib
-
-            for file in _kept(list(root.rglob("sax*.nii*")), source):
-                image = nib.load(str(file))
-                stack = np.moveaxis(np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]), 2, 0)
-                samples += stack_samples(stack, slice_locations(planes_from_affine(image.affine, image.shape)), config, len(VIEW_KINDS))
-        else:  # acdc_h5: no geometry; ACDC stores slices base to apex (see geometry.slice_locations)
-            import h5py
-
-            for file in _kept(list(root.glob("*.h5")), source):
-                with h5py.File(file, "r") as handle:
-                    # stored (z, y, x) from SimpleITK; (z, x, y) slices match nibabel's NIfTI slices (and the data layer)
-                    stack = np.asarray(handle["image"], dtype=np.float32).transpose(0, 2, 1)
-                samples += stack_samples(stack, np.linspace(0, 1, len(stack)) if len(stack) > 1 else np.zeros(1), config, len(VIEW_KINDS))
-        counts[f"{source.layout}:{source.path}"] = len(samples) - before
+        card = load_card(source.card)
+        if card.layout.kind not in (*EXAM_LAYOUTS, *STACK_LAYOUTS):
+            raise MedsuiteError(source.card, f"layout {card.layout.kind} holds no cardiac views or short-axis stacks", f"use a card with layout {', '.join((*EXAM_LAYOUTS, *STACK_LAYOUTS))}")
+        found = record_samples(card.layout.kind, _kept(discover_records(card, source.root), source), config)
+        counts[card.id] = counts.get(card.id, 0) + len(found)
+        samples += found
     if not samples:
-        raise MedsuiteError("pipeline", "no pretext samples: the sources are empty", "list at least one exam or SAX stack under sources")
+        raise MedsuiteError("pipeline", "no pretext samples: the sources are empty", "list at least one card with exams or SAX stacks under sources")
     return samples, counts
 
 
 def pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, weights: dict) -> tuple:
     """Masked MSE per task (paper: MSE for both, weights 1:1); a batch without a task adds zero for it."""
-    import torch
 
     per_channel = ((heat_pred - heat) ** 2).mean(dim=(2, 3))
     orientation = (per_channel * mask).sum() / mask.sum().clamp(min=1)
@@ -170,6 +167,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     # Cosine decay to zero: the loss settles by the last iteration instead of hovering at the base rate.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.iterations)
     images = torch.from_numpy(np.stack([s.image for s in samples]))[:, None]
+    model.encoder.warm_up(images.to(device), batch_size=config.batch_size, seed=config.seed)  # the backbone's own pretraining, if any
     heat = torch.from_numpy(np.stack([s.heatmaps for s in samples]))
     mask = torch.from_numpy(np.stack([s.mask for s in samples]))
     loc = torch.tensor([s.location for s in samples], dtype=torch.float32)
@@ -204,27 +202,23 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     """Collect, train, write ``encoder.pt`` (the --init contract), ``pretext_model.pt`` and the figures."""
     import torch
 
-    from medsuite.backbones import EncoderSpec
+    from medsuite.backbones.energy import estimate_energy
     from medsuite.checkpoints import save_checkpoint
     from medsuite.io import check_output_dir
 
-    torch.set_num_threads(1)
     start = time.time()
     check_output_dir(out_dir, 64 << 20)  # before any training: two checkpoints
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)
-    spec = EncoderSpec.model_validate(config.backbone)
     out_dir = Path(out_dir)
-    save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": spec.model_dump(mode="json")})
+    save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": config.backbone.model_dump(mode="json")})
     save_checkpoint(out_dir / "pretext_model.pt", kind="pretext", state=model.state_dict(), config=config.model_dump(mode="json"))
     window = max(1, len(history) // 10)
-    try:  # the shared energy estimate (SNN helper's module), when present
-        from medsuite.backbones.energy import estimate_energy
+    energy = estimate_energy(model.encoder.cpu().eval(), torch.zeros(1, 1, config.image_size, config.image_size))
 
-        energy = estimate_energy(model.encoder.cpu().eval(), torch.zeros(1, 1, config.image_size, config.image_size))
-    except ImportError:
-        energy = None
-    mean = lambda rows, key: round(float(np.mean([r[key] for r in rows])), 6)  # noqa: E731
+    def mean(rows: list[dict], key: str) -> float:
+        return round(float(np.mean([r[key] for r in rows])), 6)
+
     return {
         "samples": counts,
         "n_samples": len(samples),
@@ -235,3 +229,17 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
         "energy": energy,
         "seconds": round(time.time() - start, 1),
     }
+
+
+def pretrain_to_folder(config: PretextConfig, out_dir: Path, pipeline_file: Path | None = None, progress: Callable[[int, float], None] | None = None) -> dict:
+    """``medsuite pretrain``: run the pretraining and write RUN/report.json (provenance and figures) and
+    RUN/history.json (per-iteration losses) beside the checkpoints; return the figures."""
+    from medsuite.io import write_json
+    from medsuite.provenance import new_report
+
+    figures = run_pretraining(config, out_dir, progress=progress)
+    report = new_report("pretrain", [pipeline_file] if pipeline_file else [], config.model_dump(mode="json"))
+    report.update({key: value for key, value in figures.items() if key != "history"})
+    write_json(Path(out_dir) / "report.json", report)
+    write_json(Path(out_dir) / "history.json", figures["history"])
+    return figures

@@ -65,10 +65,11 @@ def synthetic_planes(n_sax: int = 6, sax_gap_mm: float = 8.0, size: int = 64) ->
 
 
 def write_synthetic_exam(folder: Path, n_sax: int = 6, sax_gap_mm: float = 8.0, size: int = 64, seed: int = 0) -> Path:
-    """Write sax.nii.gz and lax_2c/3c/4c.nii.gz (with their true affines) into ``folder``; return it."""
+    """Write sax_ed.nii.gz and lax_2c/3c/4c_ed.nii.gz (true affines) into ``folder``, the cinema_nifti layout
+    of one exam at end-diastole; return the folder."""
     rng = np.random.default_rng(seed)
     centre, long_axis, _ = phantom_frame()
-    names = {"SAX": "sax", "2CH": "lax_2c", "3CH": "lax_3c", "4CH": "lax_4c"}
+    names = {"SAX": "sax_ed", "2CH": "lax_2c_ed", "3CH": "lax_3c_ed", "4CH": "lax_4c_ed"}
     for kind, planes in synthetic_planes(n_sax, sax_gap_mm, size).items():
         stack = np.stack([phantom(p.pixel_centres(), centre, long_axis) for p in planes], axis=-1)
         stack = stack + rng.normal(0, 0.03, stack.shape).astype(np.float32)

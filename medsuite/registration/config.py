@@ -1,4 +1,4 @@
-"""The registration pipeline YAML (pipelines/registration_girnet.yaml), validated by pydantic."""
+"""The registration pipeline YAML (medsuite/pipelines/registration_girnet.yaml, the one source of its defaults), validated by pydantic."""
 
 from __future__ import annotations
 
@@ -37,14 +37,13 @@ class InstanceConfig(Strict):
     window: int = 5
     integration_steps: int = 5
     lesion_threshold: float = Field(0.08, description="intensity gap (normalised) above which the mask grows")
-    lesion_warmup: float = Field(0.0, description="fraction of the finest level's steps before the mask starts learning")
     plateau_tolerance: float = Field(0.002, description="stop a level when its 5-step mean loss improves by less than this fraction (0: never)")
     min_steps: int = Field(10, description="steps a level always takes before the plateau test")
     mask_level: int = Field(2, description="downsampling factor of the level (one of levels) on which the lesion mask learns; finer levels keep it fixed")
     generator_start: bool = Field(False, description="start the lesion logits from a trained mask generator (else from the prior)")
 
     @model_validator(mode="after")
-    def _mask_level_is_a_level(self) -> "InstanceConfig":
+    def _mask_level_is_a_level(self) -> InstanceConfig:
         if self.mask_level not in self.levels:
             raise ValueError(f"instance.mask_level {self.mask_level} is not one of instance.levels {self.levels}")
         return self

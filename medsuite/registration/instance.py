@@ -145,15 +145,13 @@ def optimise_pair(
         if learns_mask:
             groups.append({"params": [logits], "lr": io.mask_learning_rate})
         optimiser = torch.optim.Adam(groups)
-        warmup = int(io.lesion_warmup * n_steps) if learns_mask else n_steps
         head = None
         level_history: list[float] = []
         for step in range(n_steps):
             forward = resize_field(integrate(velocity, io.integration_steps), shape)
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
             guide = warp(f, inverse)  # the healthy atlas seen in the patient's space
-            learning_mask = learns_mask and step >= warmup
-            mask = torch.sigmoid(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
+            mask = torch.sigmoid(logits) if learns_mask or keeps_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
             if head is None or not keeps_mask:  # with a fixed mask the brain interior is taken once per level
                 head = inside_head(guide.detach(), window)
@@ -164,15 +162,15 @@ def optimise_pair(
             if weights.symmetric:
                 loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, io.window, None if use_inpainting else 1 - frozen_mask)
             loss = loss + weights.smooth * smoothness_loss(velocity)
-            if learning_mask:
+            if learns_mask:
                 gap = dissimilarity_map(m, healthy) * head
                 loss = loss + weights.generation * generation_loss(mask, gap, io.lesion_threshold, weights.mask_tv)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             level_history.append(float(loss.detach()))
-            # Stop a level once its loss has flattened (on the mask's level, only after the mask started learning).
-            if step >= (warmup if learns_mask else 0) + io.min_steps and plateaued(level_history, io.plateau_tolerance):
+            # Stop a level once its loss has flattened.
+            if step >= io.min_steps and plateaued(level_history, io.plateau_tolerance):
                 break
         history.extend(level_history)
     with torch.no_grad():

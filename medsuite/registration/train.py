@@ -134,7 +134,7 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         warming_up = iteration < config.train.registration_warmup
         frozen = config.train.schedule == "staged" and not warming_up
         losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=warming_up, registration_frozen=frozen)
-        for name, value in losses.items():
+        for value in losses.values():
             require_finite_loss(value, step=iteration + 1, cases=[f"pair {pairs.index(batch)}"], run=run_dir, kept=run_dir / CHECKPOINT)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
         log.write(json.dumps(record) + "\n")

@@ -1,10 +1,12 @@
-"""The segmentation pipeline YAML (``pipelines/segmentation_*.yaml``), validated by pydantic."""
+"""The segmentation pipeline YAML (``medsuite/pipelines/segmentation_*.yaml``), validated by pydantic."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from medsuite.backbones import EncoderSpec
 
 MODEL_NAMES = ("neunet", "unet", "unetpp", "attention_unet", "swinunetr")
 
@@ -53,13 +55,11 @@ class PostprocessSection(Strict):
     largest_component: bool = Field(False, description="keep each class's largest 3D connected component (drops islands far from the heart)")
 
 
-class SegmentationPipeline(Strict):
+class SegmentationConfig(Strict):
     name: str = "segmentation"
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
-    backbone: dict[str, Any] = Field(
-        default_factory=lambda: {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [1, 2, 2, 2], "norm": "instance"}
-    )
+    backbone: EncoderSpec = Field(default_factory=lambda: EncoderSpec(kind="cnn", spatial_dims=2, in_channels=1, channels=[16, 32, 64, 128], strides=[1, 2, 2, 2], norm="instance"))
     train: TrainSection = TrainSection()
     postprocess: PostprocessSection = PostprocessSection()
     seed: int = 0

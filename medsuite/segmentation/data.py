@@ -13,15 +13,13 @@ from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCrop
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, make_dataset
-from medsuite.data.transforms import IMAGE, LABEL
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.data.transforms import IMAGE, LABEL, resize
+from medsuite.segmentation.config import SegmentationConfig
 
 
 def resize_images(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """(B, C, H, W) float images to ``size``: bilinear with anti-aliasing (ACDC's 256 px -> 128 px)."""
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    """(B, C, H, W) float images to ``size``: the data layer's anti-aliased resize (ACDC's 256 px -> 128 px)."""
+    return resize(x, size)
 
 
 def resize_logits(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -56,13 +54,13 @@ class RandPatchd(RandCropByPosNegLabeld):
     def __init__(self, size: Sequence[int]):
         super().__init__([IMAGE, LABEL], label_key=LABEL, spatial_size=tuple(size), pos=1, neg=1, num_samples=1, allow_smaller=True)
 
-    def __call__(self, data, lazy=None):  # noqa: ANN001 - MONAI's signature
+    def __call__(self, data, lazy=None):
         with warnings.catch_warnings():  # slices above and below the heart have no label: a random patch is right there
             warnings.filterwarnings("ignore", message="Num foregrounds 0")
             return super().__call__(data, lazy=lazy)[0]
 
 
-def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
+def slice_transform(config: SegmentationConfig, train: bool) -> Compose:
     """Resize mode: the whole slice to image_size, then augment. Native mode: augment the whole slice on its own
     grid (so rotations never cut the heart), pad, then take one training patch."""
     keys = [IMAGE, LABEL]
@@ -86,11 +84,11 @@ def slice_transform(config: SegmentationPipeline, train: bool) -> Compose:
     return Compose(steps)
 
 
-def split_volumes(card: DataCard, config: SegmentationPipeline, split: str):
+def split_volumes(card: DataCard, config: SegmentationConfig, split: str):
     """Loaded, normalised (1, H, W, S) volumes of one patient-level split, stack axis kept (no reorientation)."""
     patients = config.data.train_patients if split == "train" else None
     return make_dataset(card, split, root=config.data.root, cache=True, orientation=None, limit=config.data.limit, patients=patients)
 
 
-def training_slices(card: DataCard, config: SegmentationPipeline) -> SliceDataset:
+def training_slices(card: DataCard, config: SegmentationConfig) -> SliceDataset:
     return SliceDataset(split_volumes(card, config, "train"), transform=slice_transform(config, train=True))

@@ -16,12 +16,12 @@ from monai.networks.utils import one_hot
 from monai.transforms import KeepLargestConnectedComponent
 
 from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import resize_images, resize_logits
 
 
 @torch.no_grad()
-def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline, *, slice_axis: int = 2, batch: int = 32) -> torch.Tensor:
+def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig, *, slice_axis: int = 2, batch: int = 32) -> torch.Tensor:
     """Labels (H, W, S) of a normalised (H, W, S) float volume; the in-plane resize is inverted inside."""
     model.eval()
     volume = _predict_3d(model, image, config) if config.model.spatial_dims == 3 else _predict_slices(model, image, config, slice_axis, batch)
@@ -31,14 +31,14 @@ def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: Segmenta
     return volume
 
 
-def _predict_3d(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline) -> torch.Tensor:
+def _predict_3d(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig) -> torch.Tensor:
     device = next(model.parameters()).device
     roi = config.model.roi_size or tuple(image.shape)
     logits = sliding_window_inference(image[None, None].to(device), roi_size=roi, sw_batch_size=1, predictor=model, overlap=0.25, mode="gaussian")
     return logits.argmax(1)[0].cpu()
 
 
-def _predict_slices(model: torch.nn.Module, image: torch.Tensor, config: SegmentationPipeline, slice_axis: int, batch: int) -> torch.Tensor:
+def _predict_slices(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig, slice_axis: int, batch: int) -> torch.Tensor:
     device = next(model.parameters()).device
     stack = image.movedim(slice_axis, 0)[:, None]  # (S, 1, H, W)
     size = stack.shape[2:]
@@ -80,7 +80,7 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any
     return {"per_class": mean, "mean_dice": float(np.mean([v["dice"] for v in mean.values()])), "mean_hd95": float(np.mean([v["hd95"] for v in mean.values()]))}
 
 
-def evaluate_volumes(model: torch.nn.Module, volumes, config: SegmentationPipeline) -> dict[str, Any]:
+def evaluate_volumes(model: torch.nn.Module, volumes, config: SegmentationConfig) -> dict[str, Any]:
     """Every volume of a loaded split (MetaTensors from the data layer): per-case metrics and their summary.
 
     HD95 is in the volume's own spacing (for index-space cards, the card's nominal spacing).

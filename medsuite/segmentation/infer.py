@@ -14,10 +14,11 @@ from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 
 from medsuite.batch import Case, find_cases, read_manifest, run_batch
 from medsuite.checkpoints import load_model
+from medsuite.data.labels import label_volumes_ml
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
 from medsuite.segmentation.models import count_parameters
@@ -40,7 +41,7 @@ class Segmenter:
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         loaded = load_model(self.path, "segmentation", device=device)
-        self.config: SegmentationPipeline = loaded.config
+        self.config: SegmentationConfig = loaded.config
         self.card = loaded.payload.get("card")
         self.model = loaded.model
         self.device = torch.device(device)
@@ -65,11 +66,6 @@ class Segmenter:
         if self.config.data.inplane == "native":
             return ResizeWithPadOrCrop(self.config.data.image_size)(middle[0])[None].as_tensor()
         return resize_images(middle, self.config.data.image_size)
-
-
-def label_volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
-    counts = np.bincount(labels.ravel(), minlength=max(LABELS) + 1)
-    return {name: round(float(counts[value]) * voxel_ml, 3) for value, name in LABELS.items()}
 
 
 def output_of(out_dir: Path, case: Case) -> Path:
@@ -102,7 +98,7 @@ def segment_batch(
         if not examples:
             examples.append(segmenter.network_input(vol))
         target = write_nifti(output_of(out_dir, case), labels, vol.affine, inputs=[case.path])
-        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
+        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": {row["name"]: row["volume_ml"] for row in label_volumes_ml(labels, vol.voxel_volume_ml, LABELS)}}
 
     parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
     code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet)

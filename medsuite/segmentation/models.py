@@ -11,7 +11,7 @@ from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, SwinUNETR, UNe
 from torch import nn
 
 from medsuite.errors import MedsuiteError
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.neunet import NeUNet
 
 
@@ -32,9 +32,9 @@ def _plain_strides(strides: list) -> list[int]:
     return [int(s) for s in strides]
 
 
-def make_model(config: SegmentationPipeline) -> nn.Module:
+def make_model(config: SegmentationConfig) -> nn.Module:
     name, dims, out = config.model.name, config.model.spatial_dims, config.model.out_channels
-    backbone = {**config.backbone, "spatial_dims": dims}
+    backbone = {**config.backbone.model_dump(), "spatial_dims": dims}
     if name == "neunet":
         return NeUNet(backbone, out, bands=config.model.wavelet_bands)
     if backbone.get("kind", "cnn") != "cnn":

@@ -20,7 +20,7 @@ from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
 from medsuite.io import check_output_dir, write_json
 from medsuite.runtime import resolve_device, seed_everything
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import split_volumes, training_slices
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.models import make_model
@@ -62,12 +62,12 @@ def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
     return history[-1]["minutes"] * (1 + 1 / len(history)) > max_minutes
 
 
-def _checkpoint(path: Path, model, config: SegmentationPipeline, card_id: str, epoch: int, metrics: dict, **extra: Any) -> None:
+def _checkpoint(path: Path, model, config: SegmentationConfig, card_id: str, epoch: int, metrics: dict, **extra: Any) -> None:
     save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, epoch=epoch, metrics=metrics, **extra)
 
 
 def train(
-    config: SegmentationPipeline,
+    config: SegmentationConfig,
     out_dir: str | Path,
     *,
     max_epochs: int | None = None,

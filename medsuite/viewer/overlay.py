@@ -1,4 +1,4 @@
-"""Label overlays: one colour per label, opacity, filled or outline; label volumes in ml."""
+"""Label overlays: one colour per label, opacity, filled or outline (label volumes: ``medsuite.data.labels``)."""
 
 from __future__ import annotations
 
@@ -38,13 +38,3 @@ def overlay_labels(rgb: np.ndarray, labels: np.ndarray, *, opacity: float = 0.4,
         out[region] = (1.0 - alpha) * out[region] + alpha * np.asarray(label_colour(int(label)), dtype=np.float32)
     return (out + 0.5).astype(np.uint8)
 
-
-def label_volumes_ml(labels: np.ndarray, voxel_volume_ml: float, names: dict[int, str] | None = None) -> list[dict[str, object]]:
-    """One row per non-zero label: id, name, voxel count and volume in ml."""
-    values, counts = np.unique(np.asarray(labels).astype(np.int64), return_counts=True)
-    names = names or {}
-    return [
-        {"label": int(v), "name": names.get(int(v), f"label {int(v)}"), "voxels": int(c), "volume_ml": round(float(c) * voxel_volume_ml, 3)}
-        for v, c in zip(values, counts)
-        if v > 0
-    ]
