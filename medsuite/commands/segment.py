@@ -44,6 +44,7 @@ def train_segmentation(
 ) -> None:
     """Train a segmentation model from a pipeline YAML on its data card's train split."""
     from medsuite.config import load_pipeline
+    from medsuite.distributed import is_main_process
     from medsuite.segmentation.config import SegmentationPipeline
     from medsuite.segmentation.train import train
 
@@ -53,7 +54,8 @@ def train_segmentation(
         config.data.root = str(root)
     config = config.model_copy(update=updates)
     result = train(config, output, max_epochs=max_epochs, device=device, init=init, quiet=quiet)
-    Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
+    if is_main_process():  # under torchrun every rank returns the same result; one line is enough
+        Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
 
 
 def evaluate_segmentation(
