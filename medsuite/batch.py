@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError
 from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, image_kind, sha256_file, write_json
 from medsuite.provenance import new_report
+from medsuite.sharding import WHOLE, Part
 
 log = logging.getLogger("medsuite.batch")
 
@@ -81,16 +82,15 @@ def find_cases(inputs: Iterable[str | Path], *, case_kind: Callable[[Path], bool
     return cases
 
 
-def _configure_log(out_dir: Path) -> logging.FileHandler:
-    handler = logging.FileHandler(out_dir / "batch.log")
+def _configure_log(target: Path) -> logging.FileHandler:
+    handler = logging.FileHandler(target)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler
 
 
-def _write_errors(out_dir: Path, failures: Sequence[tuple[Case, str]]) -> None:
-    target = out_dir / "errors.tsv"
+def _write_errors(target: Path, failures: Sequence[tuple[Case, str]]) -> None:
     if not failures:
         if target.exists():
             target.unlink()
@@ -112,17 +112,20 @@ def run_batch(
     quiet: bool = False,
     console: Console | None = None,
     report_extra: dict[str, Any] | None = None,
+    part: Part = WHOLE,
 ) -> int:
     """Run ``process`` on every case; returns the exit code (0 all done, 1 some case failed).
 
     ``report_extra`` adds run-level figures to report.json (the model's energy estimate, its labels...).
+    ``part``: a job array's share of the cases, with its own report/errors/log names (medsuite.sharding).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
-    handler = _configure_log(out_dir)
-    report = new_report(command, parameters=parameters) | (report_extra or {})
-    previous = _previous_cases(out_dir) if resume else {}
+    cases, report_path = part.select(cases), out_dir / part.file("report.json")
+    handler = _configure_log(out_dir / part.file("batch.log"))
+    report = new_report(command, parameters=parameters) | (report_extra or {}) | ({} if part.whole else {"part": part.describe()})
+    previous = _previous_cases(report_path) if resume else {}
     report["cases"] = {}
     failures: list[tuple[Case, str]] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -153,19 +156,18 @@ def run_batch(
                     log.error("failed %s:\n%s", case.name, traceback.format_exc())
                     console.print(f"error: {message}", markup=False, highlight=False)
                 report["cases"][case.name] = entry
-                write_json(out_dir / "report.json", report)
+                write_json(report_path, report)
                 progress.advance(task)
     finally:
         log.removeHandler(handler)
         handler.close()
     report["summary"] = {"cases": len(cases), "failed": len(failures), "done_or_skipped": len(cases) - len(failures)}
-    write_json(out_dir / "report.json", report)
-    _write_errors(out_dir, failures)
+    write_json(report_path, report)
+    _write_errors(out_dir / part.file("errors.tsv"), failures)
     return EXIT_CASE_FAILED if failures else EXIT_OK
 
 
-def _previous_cases(out_dir: Path) -> dict[str, Any]:
-    report = out_dir / "report.json"
+def _previous_cases(report: Path) -> dict[str, Any]:
     try:
         return json.loads(report.read_text()).get("cases", {}) if report.exists() else {}
     except (OSError, ValueError):

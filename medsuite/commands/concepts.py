@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+
+from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
+
+if TYPE_CHECKING:
+    from medsuite.sharding import Part
 
 DEMO_ORDER = 40
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "concepts" / "model.pt"
@@ -17,7 +22,7 @@ concepts_app = typer.Typer(help="Choroid tumour concepts: report extraction, syn
 console = Console(highlight=False)
 
 
-def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> int:
+def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, seed: int = 0, part: Part | None = None) -> int:
     """Classify case folders into OUTPUT/<case>/prediction.json (+ explanation.png) and OUTPUT/report.json."""
     import torch
 
@@ -28,7 +33,9 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
     from medsuite.concepts.predict import predict_case
     from medsuite.io import write_json
     from medsuite.runtime import seed_everything
+    from medsuite.sharding import WHOLE
 
+    part = part or WHOLE
     torch.set_num_threads(1)
     seed_everything(seed)
     wanted = parse_corrections(corrections or [])
@@ -62,7 +69,7 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         }
 
     parameters = {"model": str(model_path), "corrections": wanted, "variant": "sequential", "classes": list(model.config.classes)}
-    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, cases)})
+    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, part.select(cases))}, part=part)
 
 
 def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:
@@ -210,12 +217,14 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         resume: bool = typer.Option(False, "--continue", help="Skip cases whose prediction.json exists."),
         quiet: bool = typer.Option(False, "--quiet"),
+        num_parts: int = NUM_PARTS,
+        part_id: int = PART_ID,
     ) -> None:
         """Classify choroid tumours (melanoma / hemangioma / metastasis) with concept explanations."""
         from medsuite.runtime import resolve_device
 
         resolve_device(device)  # validates the choice; the bottleneck model runs on CPU
-        code = classify_cases(cases, output, model_path=model, corrections=corrections, resume=resume, quiet=quiet, seed=seed)
+        code = classify_cases(cases, output, model_path=model, corrections=corrections, resume=resume, quiet=quiet, seed=seed, part=part_of(num_parts, part_id))
         if not quiet:
             typer.echo(f"wrote {output}")
         raise typer.Exit(code)

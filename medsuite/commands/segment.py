@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import evaluate_app, train_app
+from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
 
 DEMO_ORDER = 20
 
@@ -20,6 +21,8 @@ def segment(
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    num_parts: int = NUM_PARTS,
+    part_id: int = PART_ID,
 ) -> None:
     """Segment RV, myocardium and LV in short-axis cine MR; masks keep each input's affine and shape."""
     import torch
@@ -28,7 +31,7 @@ def segment(
     from medsuite.segmentation.infer import segment_batch
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet)
+    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet, part=part_of(num_parts, part_id))
     raise typer.Exit(code)
 
 

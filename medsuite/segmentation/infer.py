@@ -21,6 +21,7 @@ from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
 from medsuite.segmentation.models import count_parameters, make_model
+from medsuite.sharding import WHOLE, Part
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
@@ -87,8 +88,9 @@ def segment_batch(
     resume: bool = False,
     device: str = "cpu",
     quiet: bool = False,
+    part: Part = WHOLE,
 ) -> int:
-    """Segment every case; returns the exit code (0 all done, 1 some case failed)."""
+    """Segment every case (or one job-array ``part`` of them); returns the exit code (0 all done, 1 some case failed)."""
     out_dir = Path(out_dir)
     # masks this job wrote earlier into an input folder are outputs, not new cases
     cases = [c for c in find_cases(inputs) if not (c.name.endswith("_seg") and c.path.parent.resolve() == out_dir.resolve())]
@@ -106,13 +108,14 @@ def segment_batch(
         return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
 
     parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
-    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet)
-    report = json.loads((out_dir / "report.json").read_text())
+    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet, part=part)
+    report_path = out_dir / part.file("report.json")
+    report = json.loads(report_path.read_text())
     report["labels"] = {str(k): v for k, v in LABELS.items()}
     report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}
     if examples:
         report["energy"] = _energy(segmenter, examples[0])
-    write_json(out_dir / "report.json", report)
+    write_json(report_path, report)
     return code
 
 
