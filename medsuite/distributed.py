@@ -101,6 +101,10 @@ class DistributedContext:
         _require_enough(len(items), self.world_size)
         return list(items[self.rank :: self.world_size])
 
+    def dealer(self) -> Dealer:
+        """Deal patients to ranks round robin across several lists (a trainer's data sources) in turn."""
+        return Dealer(self.rank, self.world_size)
+
     def patient_loader(self, dataset: torch.utils.data.Dataset, patients: Sequence[Hashable], *, batch_size: int, seed: int):
         """A MONAI DataLoader over this rank's patients' items; call ``set_epoch`` on its sampler each epoch.
 
@@ -118,6 +122,15 @@ class DistributedContext:
         tensor = torch.tensor([float(value)], dtype=torch.float64, device=self._comm_device)
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
+
+    def mean_rows(self, rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        """Per-step loss records (the same keys on every rank) averaged over ranks in one all-reduce."""
+        if not self.enabled or not rows:
+            return rows
+        keys = list(rows[0])
+        tensor = torch.tensor([[row[k] for k in keys] for row in rows], dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(tensor)
+        return [dict(zip(keys, (tensor[i] / self.world_size).tolist())) for i in range(len(rows))]
 
     def total(self, values: dict[str, int]) -> dict[str, int]:
         """Per-key sums of per-rank counts (samples each rank collected from its patients)."""
@@ -214,6 +227,23 @@ def is_main_process() -> bool:
 def _require_enough(patients: int, world_size: int) -> None:
     if patients < world_size:
         raise MedsuiteError("torchrun", f"{patients} patients cannot be shared by {world_size} processes", f"use --nproc-per-node (times --nnodes) of at most {patients}")
+
+
+class Dealer:
+    """Keeps every ``world_size``-th item of the lists it is given, counting on from one list to the next,
+    so a rank may hold no patient of a small source but every rank holds some patient overall."""
+
+    def __init__(self, rank: int, world_size: int):
+        self.rank, self.world_size, self.dealt = rank, world_size, 0
+
+    def __call__(self, items: Sequence[T]) -> list[T]:
+        mine = [item for k, item in enumerate(items, start=self.dealt) if k % self.world_size == self.rank]
+        self.dealt += len(items)
+        return mine
+
+    def check(self) -> None:
+        """After the last list: one clear error when there were fewer patients than ranks."""
+        _require_enough(self.dealt, self.world_size)
 
 
 class PatientShardSampler(Sampler[int]):

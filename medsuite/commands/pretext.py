@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
 
         from medsuite.config import load_pipeline
+        from medsuite.distributed import is_main_process
         from medsuite.io import write_json
         from medsuite.pretext.pretrain import PretextConfig, run_pretraining
         from medsuite.provenance import new_report
@@ -79,9 +80,11 @@ def register(app: typer.Typer) -> None:
         if seed is not None:
             updates["seed"] = seed
         config = config.model_copy(update=updates)
-        with Progress(disable=quiet, transient=True) as bar:
+        with Progress(disable=quiet or not is_main_process(), transient=True) as bar:
             task = bar.add_task("pretraining", total=config.iterations)
             figures = run_pretraining(config, output, progress=lambda step, loss: bar.update(task, completed=step + 1, description=f"pretraining loss {loss:.4f}"))
+        if not is_main_process():  # torchrun: rank 0 writes the report
+            return
         report = new_report("pretrain", [pipeline], config.model_dump(mode="json"))
         report.update({key: value for key, value in figures.items() if key != "history"})
         write_json(output / "report.json", report)

@@ -106,10 +106,12 @@ def _kept(paths: Sequence[Path], source: Source) -> list[Path]:
 
 def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
     """Every sample of every source, and a count per source for the report."""
+    from medsuite import distributed
     from medsuite.pretext.exams import VIEW_KINDS, read_dicom_exams, read_nifti_set
     from medsuite.pretext.geometry import planes_from_affine, slice_locations
 
     samples, counts = [], {}
+    deal = distributed.init(config.device).dealer()  # under torchrun each rank reads its own exams and stacks
     for source in config.sources:
         root = source.root()
         if not root.exists():
@@ -117,28 +119,29 @@ def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
         before = len(samples)
         if source.layout == "dicom_exam":
             exams = read_dicom_exams(root)
-            for exam in exams[: source.limit] if source.limit else exams:
+            for exam in deal(exams[: source.limit] if source.limit else exams):
                 samples += exam_samples(exam, config)
         elif source.layout == "cinema_nifti":
             folders = _kept([p for p in [root, *root.rglob("*")] if p.is_dir() and any(p.glob("*.nii*"))], source)
-            for folder in folders:
+            for folder in deal(folders):
                 samples += exam_samples(read_nifti_set(folder), config)
         elif source.layout == "nifti_stacks":
             import nibabel as nib
 
-            for file in _kept(list(root.rglob("sax*.nii*")), source):
+            for file in deal(_kept(list(root.rglob("sax*.nii*")), source)):
                 image = nib.load(str(file))
                 stack = np.moveaxis(np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]), 2, 0)
                 samples += stack_samples(stack, slice_locations(planes_from_affine(image.affine, image.shape)), config, len(VIEW_KINDS))
         else:  # acdc_h5: no geometry; ACDC stores slices base to apex (see geometry.slice_locations)
             import h5py
 
-            for file in _kept(list(root.glob("*.h5")), source):
+            for file in deal(_kept(list(root.glob("*.h5")), source)):
                 with h5py.File(file, "r") as handle:
                     # stored (z, y, x) from SimpleITK; (z, x, y) slices match nibabel's NIfTI slices (and the data layer)
                     stack = np.asarray(handle["image"], dtype=np.float32).transpose(0, 2, 1)
                 samples += stack_samples(stack, np.linspace(0, 1, len(stack)) if len(stack) > 1 else np.zeros(1), config, len(VIEW_KINDS))
         counts[f"{source.layout}:{source.path}"] = len(samples) - before
+    deal.check()
     if not samples:
         raise MedsuiteError("pipeline", "no pretext samples: the sources are empty", "list at least one exam or SAX stack under sources")
     return samples, counts
@@ -159,12 +162,15 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     """Train the multitask network; returns (model, history of per-iteration losses)."""
     import torch
 
+    from medsuite import distributed
     from medsuite.pretext.model import PretextNet
-    from medsuite.runtime import resolve_device, seed_everything
+    from medsuite.runtime import seed_everything
 
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    ctx = distributed.init(config.device)
+    device = ctx.device
     model = PretextNet(config.backbone, heatmap_channels=samples[0].heatmaps.shape[0]).to(device)
+    net = ctx.wrap(model)  # DDP under torchrun; ``model`` is what is returned and saved
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     # Cosine decay to zero: the loss settles by the last iteration instead of hovering at the base rate.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.iterations)
@@ -175,7 +181,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     has_loc = torch.tensor([s.has_location for s in samples], dtype=torch.float32)
     # Balance the tasks: half of each batch from multi-view samples when there are any.
     multiview = torch.nonzero(mask.sum(1) > 0)[:, 0]
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + ctx.rank)  # each rank its own batches and jitter
     history = []
     model.train()
     for step in range(config.iterations):
@@ -186,7 +192,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         x = images[index]
         if torch.rand(1, generator=generator).item() < 0.5:  # intensity jitter; geometry untouched so targets stay exact
             x = x.clamp(min=0) ** (0.7 + 0.6 * torch.rand(1, generator=generator).item())
-        heat_pred, loc_pred = model(x.to(device))
+        heat_pred, loc_pred = net(x.to(device))
         total, orientation, location = pretext_loss(heat_pred, loc_pred, heat[index].to(device), mask[index].to(device), loc[index].to(device), has_loc[index].to(device), config.weights)
         optimiser.zero_grad()
         total.backward()
@@ -195,13 +201,14 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         history.append({"total": float(total.detach()), "orientation": float(orientation), "location": float(location)})
         if progress:
             progress(step, history[-1]["total"])
-    return model, history
+    return model, ctx.mean_rows(history)
 
 
 def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[int, float], None] | None = None) -> dict:
     """Collect, train, write ``encoder.pt`` (the --init contract), ``pretext_model.pt`` and the figures."""
     import torch
 
+    from medsuite import distributed
     from medsuite.checkpoints import save_checkpoint
     from medsuite.backbones import EncoderSpec
 
@@ -209,10 +216,15 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     start = time.time()
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)
+    ctx = distributed.init(config.device)
+    counts = ctx.total(counts)  # every rank's samples (each read its own exams)
     spec = EncoderSpec.model_validate(config.backbone)
     out_dir = Path(out_dir)
-    save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": spec.model_dump(mode="json")})
-    save_checkpoint(out_dir / "pretext_model.pt", kind="pretext", state=model.state_dict(), config=config.model_dump(mode="json"))
+    if ctx.is_main:
+        save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": spec.model_dump(mode="json")})
+        save_checkpoint(out_dir / "pretext_model.pt", kind="pretext", state=model.state_dict(), config=config.model_dump(mode="json"))
+    if ctx.enabled:
+        distributed.record_run(out_dir, ctx, model)
     window = max(1, len(history) // 10)
     try:  # the shared energy estimate (SNN helper's module), when present
         from medsuite.backbones.energy import estimate_energy
@@ -223,7 +235,7 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     mean = lambda rows, key: round(float(np.mean([r[key] for r in rows])), 6)  # noqa: E731
     return {
         "samples": counts,
-        "n_samples": len(samples),
+        "n_samples": sum(counts.values()),
         "loss_first": {k: mean(history[:window], k) for k in ("total", "orientation", "location")},
         "loss_last": {k: mean(history[-window:], k) for k in ("total", "orientation", "location")},
         "history": history,
