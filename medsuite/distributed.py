@@ -101,6 +101,15 @@ class DistributedContext:
         _require_enough(len(items), self.world_size)
         return list(items[self.rank :: self.world_size])
 
+    def shard_indices(self, n: int) -> np.ndarray:
+        """This rank's patients among ``n`` (round robin), padded with its own first ones to ceil(n / ranks):
+        trainers that step through fixed minibatches need the same number of steps on every rank."""
+        if not self.enabled:
+            return np.arange(n)
+        _require_enough(n, self.world_size)
+        mine = list(range(self.rank, n, self.world_size))
+        return np.array([mine[i % len(mine)] for i in range(-(-n // self.world_size))])
+
     def dealer(self) -> Dealer:
         """Deal patients to ranks round robin across several lists (a trainer's data sources) in turn."""
         return Dealer(self.rank, self.world_size)

@@ -79,6 +79,7 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     import torch
 
     from medsuite.concepts.evaluate import evaluate
+    from medsuite import distributed
     from medsuite.concepts.pipeline import fit, load_concepts_pipeline, training_cohorts
     from medsuite.data.cards import load_card
     from medsuite.io import write_json
@@ -88,10 +89,15 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     start = time.perf_counter()
     config, vocabulary = load_concepts_pipeline(pipeline)
     train, test = training_cohorts(config, vocabulary, str(root) if root else None)
-    log = (lambda *_: None) if quiet else console.print
+    ctx = distributed.init("cpu")
+    log = (lambda *_: None) if quiet or not ctx.is_main else console.print
     log(f"training on {len(train)} patients (classes {dict(zip(config.classes, map(int, __import__('numpy').bincount(train.labels))))}), testing on {len(test)}")
     model = fit(config, vocabulary, train, log=log)
     output.mkdir(parents=True, exist_ok=True)
+    if ctx.enabled:
+        distributed.record_run(output, ctx, torch.nn.ModuleList([*model.nets.values(), model.bottleneck, model.blackbox, *([model.joint] if model.joint else [])]))
+    if not ctx.is_main:  # torchrun: rank 0 writes the model and the report
+        return {}
     model.save(output / "model.pt", card=config.data.card)
     report = new_report("train concepts", [pipeline], config.model_dump(mode="json"))
     report["data_card"] = config.data.card
@@ -238,7 +244,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the sequential and joint concept bottleneck models and the black-box baseline."""
         report = train_concepts(pipeline, output, root, quiet)
-        if not quiet:
+        if report and not quiet:
             t = report["test"]
             console.print(f"held-out macro-F1: CBM {t['f1_cbm_sequential']:.3f}, joint {t.get('f1_cbm_joint', float('nan')):.3f}, black box {t['f1_black_box']:.3f}; concept AUC {t['concept_auc_sequential']:.3f}")
             console.print(f"wrote {output}")
