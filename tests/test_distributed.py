@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from medsuite.checkpoints import load_checkpoint
 from medsuite.distributed import DistributedContext, PatientShardSampler, init, state_digest
 from medsuite.errors import MedsuiteError
+from medsuite.segmentation.synthetic import write_synthetic_acdc
 
 from .conftest import REPO_ROOT
 
@@ -59,17 +59,6 @@ def test_without_torchrun_everything_is_the_identity(monkeypatch):
     assert ctx.shard([1, 2, 3]) == [1, 2, 3] and ctx.in_sync(model) == [state_digest(model.state_dict())]
 
 
-def _write_tiny_card_data(root, patients: int = 6):
-    from medsuite.io import write_nifti
-    from medsuite.segmentation.synthetic import synthetic_short_axis
-
-    for p in range(1, patients + 1):
-        vol, labels = synthetic_short_axis(shape=(40, 36, 4), seed=p, affine=np.diag([1.5, 1.5, 10.0, 1.0]))
-        folder = root / f"patient{p:03d}"
-        write_nifti(folder / f"patient{p:03d}_frame01.nii.gz", vol.array, vol.affine)
-        write_nifti(folder / f"patient{p:03d}_frame01_gt.nii.gz", labels, vol.affine)
-
-
 def _torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "medsuite.cli", *args]
@@ -79,7 +68,7 @@ def _torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
 def test_torchrun_two_ranks_train_segmentation_and_resume(tmp_path):
     """Two CPU ranks (gloo): both finish, rank 0 alone writes one set of checkpoints, the ranks end with
     bit-identical weights (the checkpoint's), the loss falls, and a second launch resumes the run."""
-    _write_tiny_card_data(tmp_path / "acdc")
+    write_synthetic_acdc(tmp_path / "acdc", patients=6)
     pipeline = tmp_path / "tiny.yaml"
     pipeline.write_text(
         f"data: {{card: acdc_nifti, root: {tmp_path / 'acdc'}, image_size: [32, 32]}}\n"
