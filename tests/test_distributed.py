@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from medsuite.checkpoints import load_checkpoint
 from medsuite.distributed import DistributedContext, PatientShardSampler, init, state_digest
@@ -89,3 +90,54 @@ def test_torchrun_two_ranks_train_segmentation_and_resume(tmp_path):
     assert record["weights_sha256_per_rank"] == [state_digest(ckpt["state"])] * 2
     losses = [e["loss"] for e in json.loads((run / "history.json").read_text())["history"]]
     assert len(losses) == 3 and ckpt["epoch"] == 3 and losses[-1] < losses[0]
+
+
+def _tiny_registration(tmp_path):
+    from medsuite.config import load_pipeline
+    from medsuite.registration.config import RegistrationConfig
+
+    config = load_pipeline(REPO_ROOT / "pipelines" / "registration_girnet.yaml", RegistrationConfig).model_dump(mode="json")
+    config["train"].update(pairs=4, resolution_mm=12.0, iterations=4, checkpoint_every=2, registration_warmup=1)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    return ["train", "registration"], "girnet.pt"
+
+
+def _tiny_pretext(tmp_path):
+    from medsuite.pretext.synthetic import write_synthetic_exam
+
+    for k in range(2):
+        write_synthetic_exam(tmp_path / "exams" / f"exam{k}", seed=k)
+    config = {"sources": [{"layout": "cinema_nifti", "path": str(tmp_path / "exams")}], "image_size": 32, "iterations": 10, "batch_size": 4}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    return ["pretrain"], "pretext_model.pt"
+
+
+def _tiny_concepts(tmp_path):
+    config = yaml.safe_load((REPO_ROOT / "pipelines" / "concepts_choroid.yaml").read_text())
+    config["vocabulary"] = str(REPO_ROOT / "pipelines" / "concepts_vocabulary.yaml")
+    config["synthetic"].update(patients=24, test_patients=12, image_size=32)
+    config["image_size"] = 32
+    config["train"].update(encoder_epochs=1, bottleneck_steps=20, joint_epochs=1, batch_size=16)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    return ["train", "concepts"], "model.pt"
+
+
+def _concepts_modules(path):
+    from medsuite.concepts.pipeline import ConceptModel
+
+    model = ConceptModel.load(path)
+    return torch.nn.ModuleList([*model.nets.values(), model.bottleneck, model.blackbox, *([model.joint] if model.joint else [])]).state_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", [_tiny_registration, _tiny_pretext, _tiny_concepts], ids=["registration", "pretext", "concepts"])
+def test_every_other_trainer_runs_under_torchrun(tmp_path, setup):
+    """Two CPU ranks finish, rank 0 writes the model, and both ranks hold exactly the saved weights."""
+    command, saved = setup(tmp_path)
+    run = tmp_path / "run"
+    done = _torchrun(*command, "--pipeline", str(tmp_path / "p.yaml"), "-o", str(run), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((run / "distributed.json").read_text())
+    digests = record["weights_sha256_per_rank"]
+    state = _concepts_modules(run / saved) if saved == "model.pt" else torch.load(run / saved, weights_only=False)["state"]
+    assert record["world_size"] == 2 and digests == [state_digest(state)] * 2
