@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from medsuite.cli import main
 from medsuite.io import write_nifti
-from medsuite.sharding import Part
 from medsuite.segmentation.synthetic import synthetic_short_axis
+from medsuite.sharding import Part
 
 from .test_segmentation_segment import tiny_checkpoint  # noqa: F401 - the module's small untrained model
 
