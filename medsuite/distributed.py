@@ -22,6 +22,7 @@ import hashlib
 import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -222,7 +223,8 @@ def init(device: str = "auto") -> DistributedContext:
             raise MedsuiteError("torchrun", f"local rank {local_rank} but only {torch.cuda.device_count()} GPUs on this node", "set --nproc-per-node to the node's GPU count")
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
-    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    # an hour, not nccl's 10 minutes: the other ranks wait while rank 0 validates on the whole val split
+    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo", rank=rank, world_size=world_size, timeout=timedelta(hours=1))
     atexit.register(dist.destroy_process_group)
     _context = DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
     return _context

@@ -51,6 +51,17 @@ def test_more_ranks_than_patients_is_one_clear_error():
         PatientShardSampler(["a", "a", "b"], rank=0, world_size=3, seed=0)
 
 
+def test_dealing_across_sources_and_padded_shards():
+    ranks = [DistributedContext(rank=r, world_size=2) for r in range(2)]
+    dealers = [ctx.dealer() for ctx in ranks]
+    assert [d(["exam"]) + d(["s1", "s2", "s3"]) for d in dealers] == [["exam", "s2"], ["s1", "s3"]]  # a one-exam source is no error
+    assert [ctx.shard_indices(5).tolist() for ctx in ranks] == [[0, 2, 4], [1, 3, 1]]  # equal steps on every rank
+    with pytest.raises(MedsuiteError, match="1 patients cannot be shared by 2 processes"):
+        lonely = ranks[1].dealer()
+        lonely(["only"])
+        lonely.check()
+
+
 def test_without_torchrun_everything_is_the_identity(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ctx = init("cpu")
