@@ -10,6 +10,7 @@ the process group (gloo on CPU, nccl on CUDA, one GPU per local rank) and offers
   through other methods (GIRNet's co-learning), where DDP's forward hooks never fire;
 - ``patient_loader`` / :class:`PatientShardSampler`: each rank draws from its own patients, never slices
   of a patient another rank holds (nnU-Net and MONAI split cases, not 2D slices, between ranks);
+  ``shard`` / ``shard_indices`` / ``dealer`` do the same for trainers that hold lists of patients;
 - ``mean`` / ``total`` (all-reduce of metrics), ``from_main`` (one clock, one decision), ``on_main``
   (rank 0 computes, every rank gets the result), ``barrier``, ``in_sync`` (weight digests of all ranks).
 Only rank 0 (``is_main``) writes logs, checkpoints and reports.
