@@ -104,10 +104,10 @@ def test_torchrun_two_ranks_train_segmentation_and_resume(tmp_path):
 
 
 def _tiny_registration(tmp_path):
-    from medsuite.config import load_pipeline
+    from medsuite.config import PIPELINES_DIR, load_pipeline
     from medsuite.registration.config import RegistrationConfig
 
-    config = load_pipeline(REPO_ROOT / "pipelines" / "registration_girnet.yaml", RegistrationConfig).model_dump(mode="json")
+    config = load_pipeline(PIPELINES_DIR / "registration_girnet.yaml", RegistrationConfig).model_dump(mode="json")
     config["train"].update(pairs=4, resolution_mm=12.0, iterations=4, checkpoint_every=2, registration_warmup=1)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
     return ["train", "registration"], "girnet.pt"
@@ -124,8 +124,10 @@ def _tiny_pretext(tmp_path):
 
 
 def _tiny_concepts(tmp_path):
-    config = yaml.safe_load((REPO_ROOT / "pipelines" / "concepts_choroid.yaml").read_text())
-    config["vocabulary"] = str(REPO_ROOT / "pipelines" / "concepts_vocabulary.yaml")
+    from medsuite.config import PIPELINES_DIR
+
+    config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
+    config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=24, test_patients=12, image_size=32)
     config["image_size"] = 32
     config["train"].update(encoder_epochs=1, bottleneck_steps=20, joint_epochs=1, batch_size=16)
@@ -152,3 +154,14 @@ def test_every_other_trainer_runs_under_torchrun(tmp_path, setup):
     digests = record["weights_sha256_per_rank"]
     state = _concepts_modules(run / saved) if saved == "model.pt" else torch.load(run / saved, weights_only=False)["state"]
     assert record["world_size"] == 2 and digests == [state_digest(state)] * 2
+
+
+def test_torchrun_processes_share_the_cores(monkeypatch):
+    from medsuite.runtime import available_cores
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = available_cores()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * alone))
+    assert available_cores() == 1  # never zero threads
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert available_cores() == alone
