@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsuite.errors import EXIT_CASE_FAILED, EXIT_OK, MedsuiteError, user_error_in
 from medsuite.io import ITK_SUFFIXES, NIFTI_SUFFIXES, atomic_path, check_output_dir, image_kind, orphaned_temp_files, sha256_file, write_json
 from medsuite.provenance import new_report
+from medsuite.sharding import WHOLE, Part
 
 log = logging.getLogger("medsuite.batch")
 
@@ -91,16 +92,15 @@ def find_cases(inputs: Iterable[str | Path], *, case_kind: Callable[[Path], bool
     return list(cases.values())
 
 
-def _configure_log(out_dir: Path) -> logging.FileHandler:
-    handler = logging.FileHandler(out_dir / "batch.log")
+def _configure_log(target: Path) -> logging.FileHandler:
+    handler = logging.FileHandler(target)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler
 
 
-def _write_errors(out_dir: Path, failures: Sequence[tuple[Case, str]]) -> None:
-    target = out_dir / "errors.tsv"
+def _write_errors(target: Path, failures: Sequence[tuple[Case, str]]) -> None:
     if not failures:
         if target.exists():
             target.unlink()
@@ -122,23 +122,26 @@ def run_batch(
     quiet: bool = False,
     console: Console | None = None,
     report_extra: dict[str, Any] | None = None,
+    part: Part = WHOLE,
 ) -> int:
     """Run ``process`` on every case; returns the exit code (0 all done, 1 some case failed).
 
     ``report_extra`` adds run-level figures to report.json (the model's energy estimate, its labels...).
+    ``part``: a job array's share of the cases, with its own report/errors/log names (medsuite.sharding).
     """
     out_dir = Path(out_dir)
-    planned = check_outputs(cases, out_dir, outputs_of)
-    previous = _previous_run(out_dir, command, parameters or {}) if resume else {}
+    planned = check_outputs(cases, out_dir, outputs_of, part)
+    cases, report_path = part.select(cases), out_dir / part.file("report.json")
+    previous = _previous_run(report_path, command, parameters or {}) if resume else {}
     check_output_dir(out_dir, sum(_size(c.path) for c in cases))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for orphan in orphaned_temp_files([*planned, *(out_dir / name for name in RUN_FILES)]):
+    for orphan in orphaned_temp_files([*planned, *(out_dir / part.file(name) for name in RUN_FILES)]):
         orphan.unlink()
     console = console or Console(stderr=True)
-    handler = _configure_log(out_dir)
-    manifest = Manifest(out_dir)
-    manifest.add([out_dir / "batch.log"])
-    report = new_report(command, parameters=parameters) | (report_extra or {})
+    handler = _configure_log(out_dir / part.file("batch.log"))
+    manifest = Manifest(out_dir, part)
+    manifest.add([out_dir / part.file("batch.log")])
+    report = new_report(command, parameters=parameters) | (report_extra or {}) | ({} if part.whole else {"part": part.describe()})
     report["cases"] = {}
     failures: list[tuple[Case, str]] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -167,16 +170,17 @@ def run_batch(
                     log.error("failed %s: %s", case.name, message if user else "\n" + traceback.format_exc())
                     console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)  # one line, whatever the width
                 report["cases"][case.name] = entry
-                manifest.add([out_dir / "report.json"])
-                write_json(out_dir / "report.json", report)
+                manifest.add([report_path])
+                write_json(report_path, report)
                 progress.advance(task)
     finally:
         log.removeHandler(handler)
         handler.close()
     report["summary"] = {"cases": len(cases), "failed": len(failures), "done_or_skipped": len(cases) - len(failures)}
-    manifest.add([out_dir / "report.json", *([out_dir / "errors.tsv"] if failures else [])])
-    write_json(out_dir / "report.json", report)
-    _write_errors(out_dir, failures)
+    errors_path = out_dir / part.file("errors.tsv")
+    manifest.add([report_path, *([errors_path] if failures else [])])
+    write_json(report_path, report)
+    _write_errors(errors_path, failures)
     return EXIT_CASE_FAILED if failures else EXIT_OK
 
 
@@ -192,10 +196,11 @@ class Manifest:
     files it rewrites as it goes, and for a case's outputs while the case runs, so a run killed mid-case
     still owns them), so a rerun or ``--continue`` may replace exactly those and no other."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, part: Part = WHOLE):
         self.out_dir = out_dir
-        self.path = out_dir / "manifest.json"
-        self.files: dict[str, str | None] = read_manifest(out_dir)
+        self.path = out_dir / part.file("manifest.json")  # one per part: job-array tasks write side by side
+        self.run_files = {part.file(name) for name in RUN_FILES}
+        self.files: dict[str, str | None] = read_manifest(self.path)
 
     def _relative(self, path: Path) -> str:
         return Path(path).resolve().relative_to(self.out_dir.resolve()).as_posix()
@@ -204,8 +209,8 @@ class Manifest:
         """Record ``paths``: before a case runs (``pending``), then with their sha256 once written."""
         for path in paths:
             relative = self._relative(path)
-            self.files[relative] = None if pending or relative in RUN_FILES or not Path(path).exists() else sha256_file(path)
-        self.files["manifest.json"] = None
+            self.files[relative] = None if pending or relative in self.run_files or not Path(path).exists() else sha256_file(path)
+        self.files[self.path.name] = None
         write_json(self.path, {"written_by": "medsuite", "files": self.files})
 
     def owns(self, path: Path) -> bool:
@@ -219,8 +224,9 @@ class Manifest:
         return self.files.get(relative) is not None and self.files[relative] == sha256_file(path)
 
 
-def read_manifest(out_dir: Path) -> dict[str, str | None]:
-    target = Path(out_dir) / "manifest.json"
+def read_manifest(target: Path) -> dict[str, str | None]:
+    """The files a manifest (``OUT/manifest.json``, or a part's) records; empty when there is none."""
+    target = Path(target)
     if not target.exists():
         return {}
     try:
@@ -230,14 +236,16 @@ def read_manifest(out_dir: Path) -> dict[str, str | None]:
         raise MedsuiteError(target, "is not a medsuite manifest (damaged or someone else's)", "choose another output folder with -o") from exc
 
 
-def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Case], Sequence[Path]]) -> list[Path]:
+def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Case], Sequence[Path]], part: Part = WHOLE) -> list[Path]:
     """Refuse, before any work, outputs that collide, land inside an input, or replace a file medsuite
-    did not write (see :class:`Manifest`). Returns every planned output."""
+    did not write (see :class:`Manifest`). Collisions are checked over every case; replacements over the
+    cases of ``part`` (other parts' outputs are theirs). Returns the part's planned outputs."""
     out_dir = Path(out_dir)
     owner: dict[Path, Case] = {}
     inputs = {c.path.resolve(): c for c in cases}
     case_folders = [c.path.resolve() for c in cases if c.path.is_dir()]
-    manifest = Manifest(out_dir) if out_dir.is_dir() else None
+    manifest = Manifest(out_dir, part) if out_dir.is_dir() else None
+    mine = {id(case) for case in part.select(cases)}
     for case in cases:
         for target in map(Path, outputs_of(case)):
             resolved = target.resolve()
@@ -249,16 +257,17 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
             inside = next((folder for folder in case_folders if resolved.is_relative_to(folder)), None)
             if inside is not None:
                 raise MedsuiteError(target, f"would be written inside the input case folder {inside}", "choose an output folder outside the inputs with -o")
-    for target in [*owner, *(out_dir.resolve() / name for name in RUN_FILES)]:
+    planned = [target for target, case in owner.items() if id(case) in mine]
+    for target in [*planned, *(out_dir.resolve() / part.file(name) for name in RUN_FILES)]:
         if target.exists() and not (manifest and manifest.owns(target)):
             what = "a folder" if target.is_dir() else "a file medsuite did not write here (or one edited since)"
             raise MedsuiteError(target, f"would be replaced, and it is {what}", "choose another output folder with -o, or move the file away")
-    return list(owner)
+    return planned
 
 
-def _previous_run(out_dir: Path, command: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The cases of the run ``--continue`` continues; refused if it ran another command or other options."""
-    target = out_dir / "report.json"
+def _previous_run(target: Path, command: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The cases of the run ``--continue`` continues (its report, ``target``); refused if it ran another
+    command or other options."""
     if not target.exists():
         return {}
     try:

@@ -20,11 +20,13 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which a batch scheduler narrows), else all cores."""
+    """Cores this process may run on (its CPU affinity, which a batch scheduler narrows), else all cores;
+    under torchrun, this process's share of them (LOCAL_WORLD_SIZE processes share the node's cores)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no sched_getaffinity
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import THREADS_HELP, batch_summary, example, train_app
+from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
 
 DEMO_ORDER = 40
 
@@ -59,13 +60,15 @@ def classify(
     seed: int = typer.Option(0, "--seed", help="Seed of torch and numpy (the prediction itself is deterministic)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose prediction.json exists."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only the results folder."),
+    num_parts: int = NUM_PARTS,
+    part_id: int = PART_ID,
 ) -> None:
     """Classify choroid tumours (melanoma / hemangioma / metastasis) with concept explanations."""
     from medsuite.concepts.infer import DEFAULT_MODEL, classify_cases
     from medsuite.runtime import configure_runtime
 
     chosen = configure_runtime(threads, device, seed)
-    code = classify_cases(cases, output, model_path=model or DEFAULT_MODEL, corrections=corrections, resume=resume, quiet=quiet, device=str(chosen))
+    code = classify_cases(cases, output, model_path=model or DEFAULT_MODEL, corrections=corrections, resume=resume, quiet=quiet, device=str(chosen), part=part_of(num_parts, part_id))
     typer.echo(str(output) if quiet else f"classify: {batch_summary(output)}; results in {output} (open with: medsuite view {output})")
     raise typer.Exit(code)
 

@@ -70,6 +70,7 @@ def train_registration(
     """Train GIRNet's three modules by co-learning on the pipeline's data card (default: generated MNI152 pathological pairs)."""
     from rich.progress import Progress
 
+    from medsuite.distributed import is_main_process
     from medsuite.registration.train import train
     from medsuite.runtime import configure_runtime
 
@@ -77,10 +78,11 @@ def train_registration(
     updates = {k: v for k, v in {"iterations": iterations, "seed": seed}.items() if v is not None}
     config = config.model_copy(update={"train": config.train.model_copy(update=updates)})
     configure_runtime(threads)
-    with Progress(disable=quiet) as progress:
+    with Progress(disable=quiet or not is_main_process()) as progress:  # torchrun: rank 0 shows it
         task = progress.add_task("co-learning", total=config.train.iterations)
         final = train(config, output, resume=resume, root=root, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
-    Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")
+    if is_main_process():
+        Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")
 
 
 def run_demo(out_dir: Path, console: Console) -> None:

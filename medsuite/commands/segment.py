@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import THREADS_HELP, batch_summary, example, evaluate_app, train_app
+from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
 
 DEMO_ORDER = 20
 
@@ -22,13 +23,15 @@ def segment(
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of torch and numpy (inference itself is deterministic)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only the results folder."),
+    num_parts: int = NUM_PARTS,
+    part_id: int = PART_ID,
 ) -> None:
     """Segment RV, myocardium and LV in short-axis cine MR; masks keep each input's affine and shape."""
     from medsuite.runtime import configure_runtime
     from medsuite.segmentation.infer import segment_batch
 
     chosen = configure_runtime(threads, device, seed)
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(chosen), quiet=quiet)
+    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(chosen), quiet=quiet, part=part_of(num_parts, part_id))
     typer.echo(str(output) if quiet else f"segment: {batch_summary(output)}; masks in {output} (open with: medsuite view {output})")
     raise typer.Exit(code)
 
@@ -47,6 +50,7 @@ def train_segmentation(
 ) -> None:
     """Train a segmentation model from a pipeline YAML on its data card's train split."""
     from medsuite.config import load_pipeline
+    from medsuite.distributed import is_main_process
     from medsuite.runtime import configure_runtime
     from medsuite.segmentation.config import SegmentationConfig
     from medsuite.segmentation.train import train
@@ -59,7 +63,8 @@ def train_segmentation(
         config.data.root = str(root)
     config = config.model_copy(update=updates)
     result = train(config, output, max_epochs=max_epochs, device=device, init=init, resume=resume, quiet=quiet)
-    Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
+    if is_main_process():  # under torchrun every rank returns the same result; one line is enough
+        Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
 
 
 def evaluate_segmentation(

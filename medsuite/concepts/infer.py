@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from medsuite.errors import MedsuiteError
+from medsuite.sharding import WHOLE, Part
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "concepts" / "model.pt"
 
@@ -50,7 +51,7 @@ def find_case_folders(inputs: list[Path], modalities: list[str]):
     return find_cases(inputs, case_kind=lambda p: is_case_folder(p, modalities))
 
 
-def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, device: str = "cpu") -> int:
+def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, device: str = "cpu", part: Part = WHOLE) -> int:
     """Classify case folders into OUTPUT/<case>/prediction.json (+ explanation.png) and OUTPUT/report.json;
     returns the batch exit code (0 all done, 1 some case failed)."""
     from medsuite.batch import run_batch
@@ -80,4 +81,4 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         }
 
     parameters = {"model": str(model_path), "corrections": wanted, "variant": "sequential", "classes": list(model.config.classes)}
-    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json", output / c.name / "explanation.png"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": first_case_energy(model, cases)})
+    return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json", output / c.name / "explanation.png"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": first_case_energy(model, cases)}, part=part)

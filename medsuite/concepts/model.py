@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from medsuite import distributed
 from medsuite.backbones import make_encoder
 from medsuite.finite import require_finite_loss
 
@@ -86,6 +87,7 @@ def fit_minibatches(
     Returns the mean loss per epoch and leaves the module in eval mode.
     """
     history = []
+    distributed.init("cpu").average_gradients(optimiser)  # torchrun: every rank steps on its own patients' batches
     module.train()
     for _ in range(epochs):
         order, total = torch.randperm(n_items, generator=generator), 0.0

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from medsuite import distributed
 from medsuite.backbones import EncoderSpec
 from medsuite.concepts import model as M
 from medsuite.concepts.data import report_labels
@@ -213,18 +214,24 @@ def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=p
 
     t = config.train
     seed_everything(t.seed)
+    ctx = distributed.init("cpu")
     model = ConceptModel._empty(config, vocabulary, with_joint=False)
     n_classes = len(config.classes)
     positive, usable = report_labels(cohort.reports, vocabulary)
     present = np.ones((len(cohort), len(vocabulary.modalities)), np.float32)
+    # torchrun: the networks learn on this rank's patients (gradients averaged, medsuite.distributed); the
+    # features, CAVs and bottlenecks that follow are fitted on every patient, identically on every rank.
+    mine = ctx.shard_indices(len(cohort)) if ctx.enabled else slice(None)
+    own = cohort.subset(mine) if ctx.enabled else cohort
     features = {}
     for m, net in model.nets.items():
         start = time.perf_counter()
         images = torch.from_numpy(cohort.images[m].reshape(-1, 1, *cohort.images[m].shape[2:]))
         warm_up = net.encoder.warm_up(images, batch_size=t.batch_size, seed=t.seed)  # the backbone's own pretraining, if any
         if warm_up:
+            ctx.broadcast_weights(net.encoder)
             log(f"encoder {m}: warm-up loss {warm_up[0]:.3f} -> {warm_up[-1]:.3f}")
-        history = M.train_modality_net(net, cohort.images[m], cohort.labels, epochs=t.encoder_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed)
+        history = M.train_modality_net(net, own.images[m], own.labels, epochs=t.encoder_epochs, batch_size=t.batch_size, lr=t.lr, seed=t.seed)
         features[m] = M.image_features(net, cohort.images[m])
         cols = vocabulary.of_modality(m)
         model.cavs[m] = M.fit_cavs(features[m], positive[:, cols], usable[:, cols], t.svm_c, t.seed)
@@ -240,6 +247,6 @@ def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=p
     if t.joint_epochs:
         start = time.perf_counter()
         model.joint = M.JointCBM({m: copy.deepcopy(n) for m, n in model.nets.items()}, model.index, len(vocabulary.concepts), n_classes)
-        history = M.train_joint(model.joint, cohort.images, cohort.labels, positive, usable, present, epochs=t.joint_epochs, batch_size=t.batch_size // 2 or 1, lr=t.joint_lr, concept_weight=t.concept_loss_weight, dropout=t.modality_dropout, seed=t.seed)
+        history = M.train_joint(model.joint, own.images, own.labels, positive[mine], usable[mine], present[mine], epochs=t.joint_epochs, batch_size=t.batch_size // 2 or 1, lr=t.joint_lr, concept_weight=t.concept_loss_weight, dropout=t.modality_dropout, seed=t.seed)
         log(f"joint CBM: loss {history[0]:.3f} -> {history[-1]:.3f} ({time.perf_counter() - start:.0f}s)")
     return model.eval()

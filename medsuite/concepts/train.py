@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def train_concepts(pipeline: str | Path, output: Path, root: Path | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train from a pipeline (a shipped name or a YAML path) into ``output``; returns report.json's content."""
+    from medsuite import distributed
     from medsuite.concepts.evaluate import evaluate
     from medsuite.concepts.infer import patient_energy
     from medsuite.concepts.pipeline import fit, load_concepts_pipeline, training_cohorts
@@ -25,9 +27,16 @@ def train_concepts(pipeline: str | Path, output: Path, root: Path | None = None,
     check_output_dir(output, 64 << 20)  # before minutes of training
     config, vocabulary = load_concepts_pipeline(pipeline)
     train, test = training_cohorts(config, vocabulary, str(root) if root else None)
+    ctx = distributed.init("cpu")
+    if not ctx.is_main:  # under torchrun one rank speaks
+        log = lambda *_: None  # noqa: E731
     log(f"training on {len(train)} patients (classes {dict(zip(config.classes, map(int, np.bincount(train.labels))))}), testing on {len(test)}")
     model = fit(config, vocabulary, train, log=log)
     output.mkdir(parents=True, exist_ok=True)
+    if ctx.enabled:
+        distributed.record_run(output, ctx, torch.nn.ModuleList([*model.nets.values(), model.bottleneck, model.blackbox, *([model.joint] if model.joint else [])]))
+    if not ctx.is_main:  # torchrun: rank 0 writes the model and the report
+        return {}
     model.save(output / "model.pt", card=config.data.card)
     report = new_report("train concepts", [pipeline_path(pipeline)], config.model_dump(mode="json"))
     report["data_card"] = config.data.card

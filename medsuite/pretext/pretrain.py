@@ -127,17 +127,20 @@ def record_samples(layout: str, records: list[Record], config: PretextConfig) ->
 
 def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
     """Every sample of every source card, and a count per card for the report."""
+    from medsuite import distributed
     from medsuite.data.cards import load_card
     from medsuite.data.datasets import discover_records
 
     samples, counts = [], {}
+    deal = distributed.init(config.device).dealer()  # under torchrun each rank reads its own exams and stacks
     for source in config.sources:
         card = load_card(source.card)
         if card.layout.kind not in (*EXAM_LAYOUTS, *STACK_LAYOUTS):
             raise MedsuiteError(source.card, f"layout {card.layout.kind} holds no cardiac views or short-axis stacks", f"use a card with layout {', '.join((*EXAM_LAYOUTS, *STACK_LAYOUTS))}")
-        found = record_samples(card.layout.kind, _kept(discover_records(card, source.root), source), config)
+        found = record_samples(card.layout.kind, deal(_kept(discover_records(card, source.root), source)), config)
         counts[card.id] = counts.get(card.id, 0) + len(found)
         samples += found
+    deal.check()
     if not samples:
         raise MedsuiteError("pipeline", "no pretext samples: the sources are empty", "list at least one card with exams or SAX stacks under sources")
     return samples, counts
@@ -157,12 +160,15 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     """Train the multitask network; returns (model, history of per-iteration losses)."""
     import torch
 
+    from medsuite import distributed
     from medsuite.pretext.model import PretextNet
-    from medsuite.runtime import resolve_device, seed_everything
+    from medsuite.runtime import seed_everything
 
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    ctx = distributed.init(config.device)
+    device = ctx.device
     model = PretextNet(config.backbone, heatmap_channels=samples[0].heatmaps.shape[0]).to(device)
+    net = ctx.wrap(model)  # DDP under torchrun; ``model`` is what is returned and saved
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     # Cosine decay to zero: the loss settles by the last iteration instead of hovering at the base rate.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.iterations)
@@ -174,7 +180,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     has_loc = torch.tensor([s.has_location for s in samples], dtype=torch.float32)
     # Balance the tasks: half of each batch from multi-view samples when there are any.
     multiview = torch.nonzero(mask.sum(1) > 0)[:, 0]
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + ctx.rank)  # each rank its own batches and jitter
     history = []
     model.train()
     for step in range(config.iterations):
@@ -185,7 +191,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         x = images[index]
         if torch.rand(1, generator=generator).item() < 0.5:  # intensity jitter; geometry untouched so targets stay exact
             x = x.clamp(min=0) ** (0.7 + 0.6 * torch.rand(1, generator=generator).item())
-        heat_pred, loc_pred = model(x.to(device))
+        heat_pred, loc_pred = net(x.to(device))
         total, orientation, location = pretext_loss(heat_pred, loc_pred, heat[index].to(device), mask[index].to(device), loc[index].to(device), has_loc[index].to(device), config.weights)
         require_finite_loss(float(total.detach()), step=step + 1, cases=[f"sample {int(i)}" for i in index])  # nothing saved yet
         optimiser.zero_grad()
@@ -195,7 +201,7 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         history.append({"total": float(total.detach()), "orientation": float(orientation), "location": float(location)})
         if progress:
             progress(step, history[-1]["total"])
-    return model, history
+    return model, ctx.mean_rows(history)
 
 
 def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[int, float], None] | None = None) -> dict:
@@ -203,6 +209,7 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     import torch
 
     from medsuite.backbones.energy import estimate_energy
+    from medsuite import distributed
     from medsuite.checkpoints import save_checkpoint
     from medsuite.io import check_output_dir
 
@@ -210,9 +217,14 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     check_output_dir(out_dir, 64 << 20)  # before any training: two checkpoints
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)
+    ctx = distributed.init(config.device)
+    counts = ctx.total(counts)  # every rank's samples (each read its own exams)
     out_dir = Path(out_dir)
-    save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": config.backbone.model_dump(mode="json")})
-    save_checkpoint(out_dir / "pretext_model.pt", kind="pretext", state=model.state_dict(), config=config.model_dump(mode="json"))
+    if ctx.is_main:
+        save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": config.backbone.model_dump(mode="json")})
+        save_checkpoint(out_dir / "pretext_model.pt", kind="pretext", state=model.state_dict(), config=config.model_dump(mode="json"))
+    if ctx.enabled:
+        distributed.record_run(out_dir, ctx, model)
     window = max(1, len(history) // 10)
     energy = estimate_energy(model.encoder.cpu().eval(), torch.zeros(1, 1, config.image_size, config.image_size))
 
@@ -221,7 +233,7 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
 
     return {
         "samples": counts,
-        "n_samples": len(samples),
+        "n_samples": sum(counts.values()),
         "loss_first": {k: mean(history[:window], k) for k in ("total", "orientation", "location")},
         "loss_last": {k: mean(history[-window:], k) for k in ("total", "orientation", "location")},
         "history": history,

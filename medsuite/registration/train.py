@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from medsuite import distributed
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.finite import require_finite_loss
 from medsuite.io import check_output_dir
@@ -110,13 +111,16 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
     """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl. ``root``: the card's data folder."""
     check_output_dir(run_dir, 64 << 20)  # before any training: two checkpoints and a log
     run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = distributed.init("cpu")  # GIRNet trains on the CPU: under torchrun, gloo ranks, one per process
     torch.manual_seed(config.train.seed)
-    generator = torch.Generator().manual_seed(config.train.seed)
+    generator = torch.Generator().manual_seed(config.train.seed + ctx.rank)  # ranks draw their own pairs and holes
     model = GIRNet(config)
     optimisers = {
         name: torch.optim.AdamW(module.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
         for name, module in (("reg", model.velocity_net), ("inp", model.inpainter), ("gen", model.mask_generator))
     }
+    for optimiser in optimisers.values():  # co-learning steps modules through methods, not forward(): no DDP hooks
+        ctx.average_gradients(optimiser)
     start = 0
     if resume and (run_dir / CHECKPOINT).is_file():
         payload = load_checkpoint(run_dir / CHECKPOINT, kind="registration")
@@ -124,10 +128,11 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         for name, state in payload["optimisers"].items():
             optimisers[name].load_state_dict(state)
         start = payload["iteration"]
-    pairs = training_pairs(config, root)
+    pairs = ctx.shard(training_pairs(config, root))  # a pair is one patient: each rank trains on its own
     if start == 0 and config.backbone.kind == "hebbian":
         pretrain_hebbian_encoders(model, pairs, config.train.seed)
-    log = (run_dir / "log.jsonl").open("a")
+        ctx.broadcast_weights(model)  # each rank pretrained on its own pairs: start every rank from rank 0's
+    log = (run_dir / "log.jsonl").open("a") if ctx.is_main else None  # rank 0 logs its own losses
     began = time.perf_counter()
     for iteration in range(start, config.train.iterations):
         batch = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
@@ -137,12 +142,17 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         for value in losses.values():
             require_finite_loss(value, step=iteration + 1, cases=[f"pair {pairs.index(batch)}"], run=run_dir, kept=run_dir / CHECKPOINT)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
         if progress is not None:
             progress(iteration + 1, losses)
-        if (iteration + 1) % config.train.checkpoint_every == 0 or iteration + 1 == config.train.iterations:
+        if ctx.is_main and ((iteration + 1) % config.train.checkpoint_every == 0 or iteration + 1 == config.train.iterations):
             state = {name: opt.state_dict() for name, opt in optimisers.items()}
             save_checkpoint(run_dir / CHECKPOINT, kind="registration", state=model.state_dict(), config=config.model_dump(mode="json"), optimisers=state, iteration=iteration + 1)
-    log.close()
-    return save_checkpoint(run_dir / FINAL, kind="registration", state=model.state_dict(), config=config.model_dump(mode="json"), iteration=config.train.iterations)
+    if log is not None:
+        log.close()
+        save_checkpoint(run_dir / FINAL, kind="registration", state=model.state_dict(), config=config.model_dump(mode="json"), iteration=config.train.iterations)
+    if ctx.enabled:
+        distributed.record_run(run_dir, ctx, model)
+    return run_dir / FINAL

@@ -22,6 +22,7 @@ from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
 from medsuite.segmentation.models import count_parameters
+from medsuite.sharding import WHOLE, Part
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
@@ -81,11 +82,12 @@ def segment_batch(
     resume: bool = False,
     device: str = "cpu",
     quiet: bool = False,
+    part: Part = WHOLE,
 ) -> int:
-    """Segment every case; returns the exit code (0 all done, 1 some case failed)."""
+    """Segment every case (or one job-array ``part`` of them); returns the exit code (0 all done, 1 some case failed)."""
     out_dir = Path(out_dir)
     # masks this job wrote earlier into an input folder (its manifest lists them) are outputs, not new cases
-    ours = {(out_dir / name).resolve() for name in read_manifest(out_dir)} if out_dir.is_dir() else set()
+    ours = {(out_dir / name).resolve() for name in read_manifest(out_dir / "manifest.json")} if out_dir.is_dir() else set()
     cases = [c for c in find_cases(inputs) if c.path.resolve() not in ours]
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
@@ -101,13 +103,14 @@ def segment_batch(
         return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": {row["name"]: row["volume_ml"] for row in label_volumes_ml(labels, vol.voxel_volume_ml, LABELS)}}
 
     parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
-    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet)
-    report = json.loads((out_dir / "report.json").read_text())
+    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet, part=part)
+    report_path = out_dir / part.file("report.json")
+    report = json.loads(report_path.read_text())
     report["labels"] = {str(k): v for k, v in LABELS.items()}
     report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}
     if examples:
         report["energy"] = _energy(segmenter, examples[0])
-    write_json(out_dir / "report.json", report)
+    write_json(report_path, report)
     return code
 
 

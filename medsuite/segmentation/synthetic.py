@@ -3,11 +3,13 @@ on an oblique affine: for the demo and tests, where no real cardiac data may shi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
 from medsuite.data.samples import oblique_affine
-from medsuite.io import Volume
+from medsuite.io import Volume, write_nifti
 
 
 def synthetic_short_axis(shape=(144, 128, 9), seed: int = 0, affine: np.ndarray | None = None) -> tuple[Volume, np.ndarray]:
@@ -35,3 +37,14 @@ def synthetic_short_axis(shape=(144, 128, 9), seed: int = 0, affine: np.ndarray 
     image = ndimage.gaussian_filter(image, sigma=(1.0, 1.0, 0.0)) + rng.normal(0, 0.03, shape).astype(np.float32)
     image = (np.clip(image, 0, None) * 1000).astype(np.float32)
     return Volume(array=image, affine=oblique_affine(spacing=(1.5, 1.5, 8.0), angles_deg=(20.0, -35.0, 10.0), origin=(-110.0, 60.0, 30.0)) if affine is None else affine), labels
+
+
+def write_synthetic_acdc(root: Path, patients: int, shape=(40, 36, 4)) -> Path:
+    """A generated cohort in ACDC's NIfTI layout (patientNNN/patientNNN_frame01[_gt].nii.gz, diagonal 1.5 x 1.5
+    x 10 mm affines) for card ``acdc_nifti`` with ``--root``: tests and benchmarks of training without ACDC."""
+    for p in range(1, patients + 1):
+        vol, labels = synthetic_short_axis(shape=shape, seed=p, affine=np.diag([1.5, 1.5, 10.0, 1.0]))
+        folder = Path(root) / f"patient{p:03d}"
+        write_nifti(folder / f"patient{p:03d}_frame01.nii.gz", vol.array, vol.affine)
+        write_nifti(folder / f"patient{p:03d}_frame01_gt.nii.gz", labels, vol.affine)
+    return Path(root)

@@ -13,13 +13,14 @@ from monai.losses import DiceCELoss
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from medsuite import distributed
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
 from medsuite.data.datasets import make_loader
 from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
 from medsuite.io import check_output_dir, write_json
-from medsuite.runtime import resolve_device, seed_everything
+from medsuite.runtime import seed_everything
 from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import split_volumes, training_slices
 from medsuite.segmentation.evaluate import evaluate_volumes
@@ -86,11 +87,15 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     console = console or Console(stderr=True)
     seed_everything(config.seed)
-    dev = resolve_device(device)
+    ctx = distributed.init(device)  # torchrun: one rank per device; alone: the chosen device, nothing else changes
+    dev = ctx.device
     card = load_card(config.data.card)
     slices = training_slices(card, config)
     val = split_volumes(card, config, "val")
-    loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
+    if ctx.enabled:
+        loader = ctx.patient_loader(slices, [slices.volumes[v]["patient"] for v, _ in slices.index], batch_size=config.train.batch_size, seed=config.seed)
+    else:
+        loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
     model = make_model(config).to(dev)
     epochs = max_epochs or config.train.epochs
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -106,37 +111,44 @@ def train(
         console.print(f"resuming {last} after epoch {start_epoch}")
     elif init is not None:
         load_init(model, init)
+    net = ctx.wrap(model)  # trains through DDP under torchrun; ``model`` is what is saved and validated
     began = time.perf_counter() - (history[-1]["minutes"] * 60 if history else 0.0)
     step = start_epoch * len(loader)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=console, disable=quiet) as progress:
+    with Progress(*columns, console=console, disable=quiet or not ctx.is_main) as progress:
         task = progress.add_task("train", total=epochs * len(loader), completed=start_epoch * len(loader), info="")
         for epoch in range(start_epoch, epochs):
             if _budget_spent(history, config.train.max_minutes):
                 console.print(f"stopping before epoch {epoch + 1} ({history[-1]['minutes']:.1f} min): another epoch would pass max_minutes {config.train.max_minutes}")
                 break
             model.train()
+            if ctx.enabled:
+                loader.sampler.set_epoch(epoch)
             total = 0.0
             for batch in loader:
-                _cosine_lr(optimiser, config.train.lr, step / total_steps, (time.perf_counter() - began) / budget_s if budget_s else 0.0)
+                _cosine_lr(optimiser, config.train.lr, step / total_steps, ctx.from_main(time.perf_counter() - began) / budget_s if budget_s else 0.0)
                 step += 1
                 optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(model(batch["image"].to(dev)), batch["label"].to(dev))
+                loss = loss_fn(net(batch["image"].to(dev)), batch["label"].to(dev))
                 require_finite_loss(loss.item(), step=step, cases=[f"{c} slice {int(s)}" for c, s in zip(batch["case"], batch["slice"])], run=out_dir, kept=last)
                 loss.backward()
                 optimiser.step()
                 total += loss.item()
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", info=f"loss {loss.item():.3f}")
-            entry = {"epoch": epoch + 1, "loss": total / len(loader), "minutes": (time.perf_counter() - began) / 60}
+            entry = {"epoch": epoch + 1, "loss": ctx.mean(total / len(loader)), "minutes": ctx.from_main((time.perf_counter() - began) / 60)}
             last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
             if (epoch + 1) % config.train.val_every == 0 or last_epoch:
-                metrics = evaluate_volumes(model, val, config)
+                metrics = ctx.on_main(lambda: evaluate_volumes(model, val, config))
                 entry["val_mean_dice"] = metrics["mean_dice"]
                 progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
                 if metrics["mean_dice"] > best:
                     best = metrics["mean_dice"]
-                    _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
+                    if ctx.is_main:
+                        _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
             history.append(entry)
-            _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
-            write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
+            if ctx.is_main:
+                _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
+                write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
+    if ctx.enabled:
+        distributed.record_run(out_dir, ctx, model)
     return {"best_val_mean_dice": best, "epochs": len(history), "history": history}
