@@ -33,6 +33,7 @@ def test_nonzero_percentiles_and_overshoot_clip_in_numpys_arithmetic():
     down; numpy input is scaled in float64 exactly as the numpy formula does."""
     array = np.zeros((10, 10, 10), np.float32)
     array[2:8, 2:8, 2:8] = np.random.default_rng(2).gamma(2.0, 80.0, size=(6, 6, 6)) + 100
+    array[4, 4, 4] = 5000.0  # far above the 99.5th percentile: clipped at 1.5, not at 1
     rule = IntensityRule(kind="percentile", lower=1.0, upper=99.5, nonzero=True, clip=(0.0, 1.5))
     low, high = np.percentile(array[array != 0], [1.0, 99.5])
     np.testing.assert_array_equal(normalise_intensity(array, rule), np.clip((array - low) / (high - low), 0.0, 1.5).astype(np.float32))
