@@ -95,22 +95,21 @@ def _sections(text: str, modalities: list[str]) -> list[tuple[str | None, int, i
     return ranges
 
 
+def _split_at(pattern: re.Pattern, text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The (start, end) spans of text[start:end] between the matches of ``pattern``."""
+    spans, cursor = [], start
+    for match in pattern.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    return spans
+
+
 def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Sentence pieces of text[start:end], cut again at commas (not inside a negated list) and 'but', 'however'..."""
-    sentences, cursor = [], start
-    for match in _SENTENCE.finditer(text, start, end):
-        sentences.append((cursor, match.start()))
-        cursor = match.end()
-    sentences.append((cursor, end))
     pieces = []
-    for a, b in sentences:
-        if _NEGATED_LIST.match(text[a:b]):
-            pieces.append((a, b))
-            continue
-        for match in _COMMA.finditer(text, a, b):
-            pieces.append((a, match.start()))
-            a = match.end()
-        pieces.append((a, b))
+    for a, b in _split_at(_SENTENCE, text, start, end):
+        pieces += [(a, b)] if _NEGATED_LIST.match(text[a:b]) else _split_at(_COMMA, text, a, b)
     result = []
     for a, b in pieces:
         cut = a

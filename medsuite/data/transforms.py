@@ -72,8 +72,10 @@ def intensity_bounds(array: Array, rule: IntensityRule) -> tuple[Any, Any]:
             values = selected
     if rule.kind == "minmax":
         return values.min(), values.max()
-    # MONAI's percentile (torch.quantile, numpy beyond 1e6 voxels): identical to ScaleIntensityRangePercentiles
-    return percentile(values, rule.lower), percentile(values, rule.upper)
+    if isinstance(values, torch.Tensor):  # MONAI's percentile: exactly what ScaleIntensityRangePercentiles computes
+        return percentile(values, rule.lower), percentile(values, rule.upper)
+    low, high = np.percentile(values, [rule.lower, rule.upper])  # float64 bounds, as numpy code computes them
+    return low, high
 
 
 def normalise_intensity(array: Array, rule: IntensityRule) -> Array:
@@ -83,12 +85,13 @@ def normalise_intensity(array: Array, rule: IntensityRule) -> Array:
     low, high = intensity_bounds(array, rule)
     if not float(high) > float(low):
         high = low + 1.0  # a constant image: every voxel becomes 0 instead of a division by zero
-    scaled = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=False, dtype=np.float32)(array)
+    if isinstance(array, torch.Tensor):  # MONAI's arithmetic, so the load chains match ScaleIntensityRangePercentilesd bit for bit
+        scaled = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=False, dtype=np.float32)(array)
+        return scaled.clamp(*rule.clip) if rule.clip is not None else scaled
+    scaled = (np.asarray(array) - low) / (high - low)  # numpy's float64 arithmetic, as numpy pipelines computed it
     if rule.clip is not None:
-        scaled = scaled.clamp(*rule.clip) if isinstance(scaled, torch.Tensor) else np.clip(scaled, *rule.clip)
-    if isinstance(array, torch.Tensor):
-        return scaled if isinstance(scaled, torch.Tensor) else torch.as_tensor(scaled)
-    return np.asarray(scaled, dtype=np.float32)
+        scaled = np.clip(scaled, *rule.clip)
+    return scaled.astype(np.float32)
 
 
 class NormaliseIntensityd(MapTransform):
