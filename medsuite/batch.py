@@ -237,7 +237,6 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
     owner: dict[Path, Case] = {}
     inputs = {c.path.resolve(): c for c in cases}
     case_folders = [c.path.resolve() for c in cases if c.path.is_dir()]
-    manifest = Manifest(out_dir) if out_dir.is_dir() else None
     for case in cases:
         for target in map(Path, outputs_of(case)):
             resolved = target.resolve()
@@ -249,11 +248,17 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
             inside = next((folder for folder in case_folders if resolved.is_relative_to(folder)), None)
             if inside is not None:
                 raise MedsuiteError(target, f"would be written inside the input case folder {inside}", "choose an output folder outside the inputs with -o")
-    for target in [*owner, *(out_dir.resolve() / name for name in RUN_FILES)]:
+    refuse_replacing_others(out_dir, [*owner, *(out_dir.resolve() / name for name in RUN_FILES)])
+    return list(owner)
+
+
+def refuse_replacing_others(out_dir: Path, targets: Iterable[Path]) -> None:
+    """Refuse if any of ``targets`` exists and is not medsuite's own, unchanged output (see :class:`Manifest`)."""
+    manifest = Manifest(Path(out_dir)) if Path(out_dir).is_dir() else None
+    for target in map(Path, targets):
         if target.exists() and not (manifest and manifest.owns(target)):
             what = "a folder" if target.is_dir() else "a file medsuite did not write here (or one edited since)"
             raise MedsuiteError(target, f"would be replaced, and it is {what}", "choose another output folder with -o, or move the file away")
-    return list(owner)
 
 
 def _previous_run(out_dir: Path, command: str, parameters: dict[str, Any]) -> dict[str, Any]:
