@@ -244,7 +244,6 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
     owner: dict[Path, Case] = {}
     inputs = {c.path.resolve(): c for c in cases}
     case_folders = [c.path.resolve() for c in cases if c.path.is_dir()]
-    manifest = Manifest(out_dir, part) if out_dir.is_dir() else None
     mine = {id(case) for case in part.select(cases)}
     for case in cases:
         for target in map(Path, outputs_of(case)):
@@ -258,11 +257,17 @@ def check_outputs(cases: Sequence[Case], out_dir: Path, outputs_of: Callable[[Ca
             if inside is not None:
                 raise MedsuiteError(target, f"would be written inside the input case folder {inside}", "choose an output folder outside the inputs with -o")
     planned = [target for target, case in owner.items() if id(case) in mine]
-    for target in [*planned, *(out_dir.resolve() / part.file(name) for name in RUN_FILES)]:
+    refuse_replacing_others(out_dir, [*planned, *(out_dir.resolve() / part.file(name) for name in RUN_FILES)], part)
+    return planned
+
+
+def refuse_replacing_others(out_dir: Path, targets: Iterable[Path], part: Part = WHOLE) -> None:
+    """Refuse if any of ``targets`` exists and is not medsuite's own, unchanged output (see :class:`Manifest`)."""
+    manifest = Manifest(Path(out_dir), part) if Path(out_dir).is_dir() else None
+    for target in map(Path, targets):
         if target.exists() and not (manifest and manifest.owns(target)):
             what = "a folder" if target.is_dir() else "a file medsuite did not write here (or one edited since)"
             raise MedsuiteError(target, f"would be replaced, and it is {what}", "choose another output folder with -o, or move the file away")
-    return planned
 
 
 def _previous_run(target: Path, command: str, parameters: dict[str, Any]) -> dict[str, Any]:

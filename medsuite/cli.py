@@ -40,20 +40,20 @@ def _root(
     _state["debug"] = _state["debug"] or debug
 
 
-_built: list[typer.core.TyperGroup] = []
+_built: list[typer.core.TyperGroup] = []  # the click tree of ``app``, made once
 
 
-def _build() -> typer.core.TyperGroup:
-    """The click command tree, built once per process (in-process callers such as tests call main often)."""
+def _build() -> typer.Typer:
+    """The app with every command module registered, once per process (in-process callers call main often)."""
     if _built:
-        return _built[0]
+        return app
     for module in commands.command_modules():
         module.register(app)
     for group, name in ((commands.train_app, "train"), (commands.evaluate_app, "evaluate")):
         if group.registered_commands:
             app.add_typer(group, name=name)
     _built.append(typer.main.get_command(app))
-    return _built[0]
+    return app
 
 
 def _usage_line(exc: click_errors.UsageError) -> str:
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = os.environ.get("MEDSUITE_DEBUG") == "1" or "--debug" in args
     try:
-        code = _build().main(args=args, prog_name="medsuite", standalone_mode=False)
+        _build()
+        code = _built[0].main(args=args, prog_name="medsuite", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:  # a bare group prints its help: that is what was asked
         typer.echo(exc.ctx.get_help() if exc.ctx else "")
         sys.exit(EXIT_OK)

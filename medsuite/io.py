@@ -288,11 +288,9 @@ def write_nifti(
     inputs: Iterable[str | Path] = (),
     intent: str | None = None,
 ) -> Path:
-    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame); a
-    non-finite voxel is refused, never written."""
+    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame)."""
     target = Path(target)
     ensure_not_input(target, inputs)
-    require_finite(array, target)
     image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)

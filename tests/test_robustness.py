@@ -45,8 +45,7 @@ def sha(path: Path) -> str:
 
 
 def image(path: Path, *, shape=(16, 16, 6), value: float | None = None, seed: int = 0) -> Path:
-    """A small short-axis-like volume (a bright disc on noise); ``value`` poisons one voxel (written with
-    nibabel directly: medsuite's writer refuses non-finite voxels)."""
+    """A small short-axis-like volume (a bright disc on noise); ``value`` poisons one voxel."""
     rng = np.random.default_rng(seed)
     array = rng.normal(50, 5, shape).astype(np.float32)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -102,6 +101,13 @@ def ground_truth_beside(tmp: Path) -> list:
     image(tmp / "d" / "p1.nii.gz")
     (tmp / "d" / "p1_seg.nii.gz").write_bytes(b"the user's ground truth")
     return ["segment", tmp / "d", "-o", tmp / "d"]
+
+
+def register_over_user_file(tmp: Path) -> list:
+    fixed, moving = _pair(tmp)
+    (tmp / "out").mkdir()
+    (tmp / "out" / "warped.nii.gz").write_bytes(b"mine")
+    return ["register", fixed, moving, "-o", tmp / "out", "--model", "none", "--steps", "2", "--pipeline", SHIPPED_REGISTRATION_PIPELINE]
 
 
 def cohort(tmp: Path, n: int = 3) -> Path:
@@ -208,6 +214,7 @@ CASES = [
     # 3. a user's file is never replaced; no outputs inside input case folders
     Bad("overwrite-ground-truth", ground_truth_beside, 2, ("p1_seg.nii.gz", "would replace it"), lambda tmp: (tmp / "d" / "p1_seg.nii.gz").read_bytes() == b"the user's ground truth" or pytest.fail("overwritten")),
     Bad("classify-into-cohort", classify_into_cohort, 2, ("inside the input case folder",)),
+    Bad("register-over-user-file", register_over_user_file, 2, ("warped.nii.gz", "would be replaced"), lambda tmp: (tmp / "out" / "warped.nii.gz").read_bytes() == b"mine" or pytest.fail("overwritten")),
     # 4. NaN/Inf in, NaN out, and corrections out of range
     Bad("classify-nan-pixel", nan_picture, 1, ("phase0.nii.gz", "nan")),
     Bad("classify-inf-pixel", lambda tmp: nan_picture(tmp, np.inf), 1, ("phase0.nii.gz", "infinite")),

@@ -28,13 +28,14 @@ class EncoderSpec(BaseModel):
 
     @model_validator(mode="after")
     def _options_of_its_kind(self) -> EncoderSpec:
-        """Extra keys are allowed only as the options of the chosen kind (``KIND_OPTIONS``)."""
-        allowed = KIND_OPTIONS.get(self.kind, set())
+        """Extra keys are allowed only as options of a kind (``KIND_OPTIONS``): switching ``kind:`` may leave
+        another kind's options in place (unused), but a misspelt key is an error."""
+        allowed = set().union(*KIND_OPTIONS.values())
         for key in self.model_extra or {}:
             if key not in allowed:
                 near = difflib.get_close_matches(key, [*allowed, *type(self).model_fields], n=1, cutoff=0.5)
-                hint = f"did you mean {near[0]!r}?" if near else f"kind {self.kind} takes: {', '.join(sorted(allowed)) or 'no extra options'}"
-                raise ValueError(f"unknown backbone key {key!r} for kind {self.kind} ({hint})")
+                hint = f"did you mean {near[0]!r}?" if near else f"kind {self.kind} takes: {', '.join(sorted(KIND_OPTIONS.get(self.kind, ()))) or 'no extra options'}"
+                raise ValueError(f"unknown backbone key {key!r} ({hint})")
         return self
 
 

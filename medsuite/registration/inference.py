@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, to_sitk, write_json, write_nifti
+from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, require_finite, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.instance import model_grid, optimise_in_content_box
 from medsuite.registration.networks import GIRNet
@@ -199,9 +199,17 @@ def register_files(
     for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
         ensure_not_input(out_dir / name, inputs)
     check_output_dir(out_dir, 8 * 4 * int(np.prod(fixed.spatial_shape)))  # five float32 volumes, a 3-vector field
+    from medsuite.batch import Manifest, refuse_replacing_others
+
+    written = [out_dir / name for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json", "manifest.json"]]
+    refuse_replacing_others(out_dir, written)
 
     model, config = load_model(checkpoint, config)
     result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed)
+    for name, values in (("warped image", result.warped), ("inpainted image", result.inpainted), ("displacement field", result.ddf_lps), ("Jacobian", result.jacobian)):
+        require_finite(values, moving_path, name)  # a NaN field is a failed registration, not a result
+    manifest = Manifest(out_dir)
+    manifest.add([p for p in written if p.name != "manifest.json"], pending=True)  # a run killed while writing still owns them
 
     affine_f, affine_m = fixed.affine, moving.affine
     write = lambda name, array, affine, **kw: write_nifti(out_dir / name, array, affine, inputs=inputs, **kw)  # noqa: E731
@@ -240,4 +248,5 @@ def register_files(
         }
     )
     write_json(out_dir / "report.json", report)
+    manifest.add([p for p in written if p.exists() and p.name != "manifest.json"])
     return out_dir, report

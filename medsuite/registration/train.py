@@ -135,12 +135,13 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
     log = (run_dir / "log.jsonl").open("a") if ctx.is_main else None  # rank 0 logs its own losses
     began = time.perf_counter()
     for iteration in range(start, config.train.iterations):
-        batch = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+        pair = int(torch.randint(len(pairs), (1,), generator=generator))
+        batch = pairs[pair]
         warming_up = iteration < config.train.registration_warmup
         frozen = config.train.schedule == "staged" and not warming_up
         losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=warming_up, registration_frozen=frozen)
         for value in losses.values():
-            require_finite_loss(value, step=iteration + 1, cases=[f"pair {pairs.index(batch)}"], run=run_dir, kept=run_dir / CHECKPOINT)
+            require_finite_loss(value, step=iteration + 1, cases=[f"pair {pair}"], run=run_dir, kept=run_dir / CHECKPOINT)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}
         if log is not None:
             log.write(json.dumps(record) + "\n")
