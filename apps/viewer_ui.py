@@ -97,6 +97,19 @@ def pick_result(kind: str, root: Path) -> ResultFolder | None:
     return results[index]
 
 
+def result_file(result: ResultFolder, name: str | None) -> Path | None:
+    """An existing file the report names inside the result folder; None (with the reason shown)
+    when the report names none, it is missing, or it points outside."""
+    if not name:
+        return None
+    try:
+        path = result.file(name)
+    except MedsuiteError as exc:
+        st.error(exc.line())
+        return None
+    return path if path.is_file() else None
+
+
 def energy_caption(report: dict[str, Any]) -> None:
     summary = energy_summary(report)
     if summary:
@@ -133,6 +146,17 @@ def crosshair_caption(vol: Volume, voxel: tuple[int, int, int], unit: str = "") 
     cross = crosshair_at(vol, voxel)
     x, y, z = cross.world_mm
     return f"voxel {cross.voxel} · world (RAS) {x:.1f}, {y:.1f}, {z:.1f} mm · value {cross.value:.4g}{unit}"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _picture(path: str, stamp: float) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def picture(path: Path) -> np.ndarray:
+    """A PNG/JPEG/TIFF picture as RGB (cached: the concept page shows many)."""
+    return _picture(str(path), _stamp(path))
 
 
 def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict[str, Any] | None:
@@ -232,7 +256,7 @@ def swatch(rgb: tuple[int, int, int]) -> str:
 def download_file(label: str, path: Path, key: str) -> None:
     """A download whose bytes are read only when clicked (volumes are large; reruns must stay fast)."""
     if path.is_file():
-        st.download_button(label, path.read_bytes, file_name=path.name, mime="application/octet-stream", key=key)
+        st.download_button(label, partial(path.read_bytes), file_name=path.name, mime="application/octet-stream", key=key)
 
 
 def download_png(label: str, rgb: np.ndarray, name: str, key: str) -> None:
@@ -325,6 +349,19 @@ def _label_table(path: str, stamp: float, names: dict[int, str]) -> list[dict[st
 
 def label_table(path: Path, names: dict[int, str]) -> list[dict[str, Any]]:
     return _label_table(str(path), _stamp(path), names)
+
+
+def label_rows(labels: np.ndarray, voxel_volume_ml: float, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Label volumes of a mask being edited (not cached: it changes with every stroke)."""
+    return label_volumes_ml(labels, voxel_volume_ml, names)
+
+
+_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|:~$"})
+
+
+def plain(text: object) -> str:
+    """Text from a report, escaped so Markdown shows it literally (no links, images, HTML or colours)."""
+    return str(text).translate(_MARKDOWN_SPECIALS)
 
 
 def world_matched_voxel(source: Volume, voxel: tuple[int, int, int], target: Volume) -> tuple[int, int, int]:

@@ -39,10 +39,11 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def submit_review(at: AppTest, key: str, reviewer: str, decision: str, comment: str) -> AppTest:
+def submit_review(at: AppTest, key: str, case: str, reviewer: str, decision: str | None, comment: str) -> AppTest:
     at.text_input(key=f"{key}_reviewer").input(reviewer)
-    at.radio(key=f"{key}_decision").set_value(decision)
-    at.text_area(key=f"{key}_comment").input(comment)
+    if decision is not None:
+        at.radio(key=f"{key}_decision_{case}").set_value(decision)
+    at.text_area(key=f"{key}_comment_{case}").input(comment)
     next(b for b in at.button if b.label == "Record decision").click()
     return ok(at)
 
@@ -63,7 +64,7 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Folding (det J ≤ 0)"] == "0.000 %" and metrics["Lesion volume"] == "0.22 ml"
     assert metrics["Fixed voxel size"] == "1.5×1×3 mm"
-    assert "voxel (12, 10, 6) · world (RAS) 13.5, 0.0, 0.0 mm" in at.caption[0].value
+    assert "voxel (11, 10, 6) · world (RAS) 12.0, 0.0, 0.0 mm" in at.caption[0].value  # the bright ellipsoid's centre
     at.slider(key="reg_ax0").set_value(3)
     at.slider(key="reg_ax2").set_value(8)
     ok(at)
@@ -75,12 +76,18 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
         ok(at)
         captions[mode] = [c for image in at.get("image") for c in image.proto.imgs for c in [c.caption]]
     assert captions["Jacobian"] == ["det J: blue < 1 (contraction), white = 1, red > 1 (expansion), green = folding (≤ 0); this slice 1.05 to 1.10"]
-    assert captions["Side by side"] == ["Fixed", "Moving (same world point)", "Warped moving + warped labels"]
+    assert captions["Side by side"] == ["Fixed", "Moving (same world point)", "Warped moving"]  # labels off by default
+    at.checkbox(key="reg_labels").check()
+    ok(at)
+    assert [c.caption for image in at.get("image") for c in image.proto.imgs][2] == "Warped moving + warped labels"
+    assert at.dataframe[0].value["label"].tolist() == [1]  # the labels' colour legend
     assert len(captions["Lesion & inpainted"]) == 2
-    at.radio(key="reg_plane").set_value("coronal")
+    # 1.5 x 1 x 3 mm voxels: the 3 mm axis is the slice axis, so the panels are the acquisition planes.
+    assert at.radio(key="reg_plane").options == ["in-plane", "through-plane reformat 1", "through-plane reformat 2"]
+    at.radio(key="reg_plane").set_value("through-plane reformat 1")
     ok(at)
 
-    submit_review(at, "reg", "Dr Ada", "approve", "good alignment")
+    submit_review(at, "reg", "registration", "Dr Ada", "approve", "good alignment")
     assert "Recorded: approve by Dr Ada" in at.success[0].value
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     warped = results / "registration" / "warped.nii.gz"
@@ -97,7 +104,7 @@ def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
     at.slider(key="mask_opacity").set_value(0.8)
     at.checkbox(key="mask_outline").check()
     ok(at)
-    submit_review(at, "mask", "Dr Bo", "needs-edit", "RV leaks into the atrium")
+    submit_review(at, "mask", "heart", "Dr Bo", "needs-edit", "RV leaks into the atrium")
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     assert (entry["case"], entry["decision"], entry["model_version"]) == ("heart", "needs-edit", "unet-test-v2")
 
@@ -113,6 +120,6 @@ def test_concept_intervention_changes_the_prediction(open_page, results: Path) -
     at.selectbox(key="concept_set_eye1_0").set_value("as the model says")
     ok(at)
     assert at.metric[0].value == "melanoma"
-    submit_review(at, "concept", "Dr Cy", "reject", "")
+    submit_review(at, "concept", "eye1", "Dr Cy", "reject", "")
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     assert (entry["case"], entry["decision"]) == ("eye1", "reject")

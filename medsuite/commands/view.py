@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -12,8 +14,11 @@ import typer
 from medsuite.config import REPO_ROOT
 from medsuite.errors import MedsuiteError
 from medsuite.viewer.results import RESULTS_ENV
+from medsuite.viewer.uploads import MAX_UPLOAD_MB
 
 APP = REPO_ROOT / "apps" / "medsuite_viewer.py"
+#: Seconds Streamlit gets to exit after SIGTERM / SIGINT before it is killed.
+STOP_GRACE_S = 10.0
 
 
 def streamlit_command(app: Path, port: int, host: str) -> list[str]:
@@ -24,6 +29,7 @@ def streamlit_command(app: Path, port: int, host: str) -> list[str]:
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--server.maxUploadSize", str(MAX_UPLOAD_MB),  # MB; declared voxel counts are capped in the app
         "--theme.base", "dark",  # reading-room contrast: dark page around dark images
     ]  # fmt: skip
 
@@ -45,11 +51,34 @@ def view(
         raise MedsuiteError(APP, "the viewer app is missing", "reinstall medsuite from its source checkout (pip install -e '.[viewer]')")
     typer.echo(f"medsuite review station on http://{host}:{port} for {root} (Ctrl+C to stop)")
     env = dict(os.environ, **{RESULTS_ENV: str(root)})
+    raise typer.Exit(run_forwarding_signals(streamlit_command(APP, port, host), env))
+
+
+def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command``; SIGTERM / SIGINT / SIGHUP sent to us are passed on to it, and we wait for it
+    to exit, so stopping ``medsuite view`` never leaves a server listening. Exit 0 when stopped so."""
+    process = subprocess.Popen(command, env=env)
+    stopped_at: float | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopped_at
+        stopped_at = stopped_at or time.monotonic()
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        code = subprocess.call(streamlit_command(APP, port, host), env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        while True:
+            try:
+                code = process.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_S:
+                    process.kill()  # a server that ignores the signal does not outlive us
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopped_at is not None else code
 
 
 def register(app: typer.Typer) -> None:
