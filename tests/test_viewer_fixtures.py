@@ -116,3 +116,26 @@ def test_fixture_folders_are_recognised_by_kind(tmp_path: Path) -> None:
     kinds = sorted(r.kind for r in find_results(root))
     assert kinds == ["classify", "demo", "register", "segment"]
     assert read_result(root / "registration").report["outputs"]["ddf"] == "ddf.nii.gz"
+
+
+def make_cardiac(root: Path) -> Path:
+    """A segment result of one patient's ED and ES frames with the figures the segmentation report
+    adds (cardiac_function per patient, uncertainty / qc per case) and a DICOM-SEG export of ED."""
+    out = root / "cardiac"
+    report = new_report("segment", [], {"model": "unet-test-v2", "model_sha256": "ef" * 32})
+    report["labels"] = {"1": "RV", "2": "MYO", "3": "LV"}
+    report["cases"] = {}
+    for phase, shift in (("ED", 0.0), ("ES", 1.0)):
+        image = write_nifti(root / "inputs" / f"patient01_{phase}.nii.gz", phantom(shift=shift), AFFINE)
+        labels = np.zeros(SHAPE, np.uint8)
+        labels[14:18, 8:12, 3:9] = 3
+        labels[8:12, 8:12, 3:9] = 1
+        write_nifti(out / f"patient01_{phase}_seg.nii.gz", labels, AFFINE)
+        report["cases"][f"patient01_{phase}"] = {"input": str(image.resolve()), "status": "done", "output": f"patient01_{phase}_seg.nii.gz", "patient": "patient01"}
+    report["cases"]["patient01_ES"]["uncertainty"] = {"score": 0.31, "threshold": 0.2}
+    report["cases"]["patient01_ED"]["qc"] = {"passed": True}
+    report["cases"]["patient01_ED"]["outputs"] = {"dicom_seg": "patient01_ED_seg.dcm"}
+    (out / "patient01_ED_seg.dcm").write_bytes(b"DICM placeholder")
+    report["patients"] = {"patient01": {"cardiac_function": {"LVEDV_ml": 152.4, "LVESV_ml": 61.0, "LVEF_percent": 60.0, "RVEDV_ml": 160.2, "RVESV_ml": 75.5, "RVEF_percent": 52.9, "LV_mass_g": 110.3, "ed_case": "patient01_ED", "es_case": "patient01_ES"}}}
+    write_json(out / "report.json", report)
+    return out

@@ -112,5 +112,7 @@ st.subheader("Downloads")
 d1, d2 = st.columns(2)
 d1.download_button("Prediction (JSON)", json.dumps(shown if corrections else prediction, indent=2), file_name=f"{case}_{'intervened' if corrections else 'prediction'}.json", mime="application/json", key="concept_dl_pred")
 with d2:
-    ui.download_file("Explanation figure (PNG)", prediction_path.parent / "explanation.png", "concept_dl_figure")
+    figure = ui.result_file(result, cases[case].get("explanation"))
+    if figure:
+        ui.download_file("Explanation figure (PNG)", figure, "concept_dl_figure")
 ui.review_form(root, result, case, prediction_path, "concept")

@@ -24,7 +24,7 @@ STOP_GRACE_S = 10.0
 def streamlit_command(app: Path, port: int, host: str) -> list[str]:
     """``streamlit run`` bound to ``host`` only, telemetry off (no network from a clinic), dark theme."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(app),
+        sys.executable, "-m", "medsuite.viewer.serve", "run", str(app),  # streamlit run, modules pre-imported
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",
