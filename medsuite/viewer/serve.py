@@ -26,7 +26,6 @@ WARM_MODULES = (
     "medsuite.viewer.views",
     "medsuite.viewer.windowing",
     "altair",
-    "streamlit_image_coordinates",
 )
 
 
