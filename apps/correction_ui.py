@@ -54,7 +54,7 @@ def editor(result, case: str, image: Volume, edit: MaskEdit, original: np.ndarra
     pixel_mm = plane_spacing(image.spacing, plane)
     shown = display_shape(plane_slice(image.array, plane, index).shape, pixel_mm)
     scale = CANVAS_SIDE / max(shown)
-    rgb = render_view(image.array, image.spacing, plane, voxel, level, width, labels=edit.labels, opacity=opacity, crosshair=False, scale=scale)
+    rgb = ui.with_letters(render_view(image.array, image.spacing, plane, voxel, level, width, labels=edit.labels, opacity=opacity, crosshair=False, scale=scale), image, plane)
     per_voxel = rgb.shape[1] / plane_slice(image.array, plane, index).shape[1]
     colour = (255, 255, 255) if tool == ERASER else label_colour(int(label))
     counter = st.session_state.setdefault("mask_canvas_n", 0)
@@ -78,14 +78,17 @@ def editor(result, case: str, image: Volume, edit: MaskEdit, original: np.ndarra
         st.rerun()
     if "mask_last_stroke" in st.session_state:
         left.caption(st.session_state["mask_last_stroke"])
-    b1, b2, b3 = left.columns(3)
-    if b1.button("Undo", key="mask_undo", disabled=not edit.edited):
+    b1, b2 = left.columns(2)
+    if b1.button("Undo", key="mask_undo", disabled=not edit.edited, width="stretch"):
         st.session_state["mask_last_stroke"] = f"Undo restored {edit.undo()} voxels"
+        st.rerun()
+    if b2.button("Discard edits", key="mask_discard", disabled=not edit.edited, width="stretch"):
+        st.session_state.pop(f"mask_edit|{result.path}|{case}", None)
         st.rerun()
     reviewer = left.text_input("Your name (for the log)", key="mask_corrector")
     differs = int(np.count_nonzero(edit.labels != original))
     left.caption(f"{differs} voxels differ from the model's mask")
-    if b2.button("Save corrected mask", key="mask_save", type="primary"):
+    if left.button("Save corrected mask", key="mask_save", type="primary", width="stretch"):
         target = corrected_path(result, case)
         try:
             entry = save_corrected(edit.labels, nib.load(str(mask_path)), target, log_dir=ui.results_dir(), case=case, source_mask=mask_path, reviewer=reviewer, changed=differs)
@@ -93,6 +96,3 @@ def editor(result, case: str, image: Volume, edit: MaskEdit, original: np.ndarra
             left.error(exc.line())
         else:
             left.success(f"Saved {target.name}: {entry['voxels_changed']} voxels changed (sha256 {entry['corrected_sha256'][:12]}…), logged in corrections.jsonl")
-    if b3.button("Discard edits", key="mask_discard", disabled=not edit.edited):
-        st.session_state.pop(f"mask_edit|{result.path}|{case}", None)
-        st.rerun()

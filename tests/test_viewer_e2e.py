@@ -121,6 +121,9 @@ def test_mask_and_concept_pages_render(page, server: str) -> None:
     page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").nth(1).wait_for()
     assert page.get_by_text("US:acoustic hollowing (score +3.00)").count() == 1
     assert page.get_by_text("FUNDUS:orange pigment (score +0.50)").count() == 1
+    picture = page.locator("[data-testid='stImage'] img").first  # the case's ultrasound image
+    picture.wait_for()
+    assert not_blank(picture.screenshot()) > 10.0
     page.screenshot(path=str(SHOTS / "concept.png"), full_page=True)
 
 

@@ -94,7 +94,7 @@ if not images:
 for modality, paths in images.items():
     st.markdown(f"**{ui.plain(modality)}**")
     paths = paths if isinstance(paths, list) else [paths]
-    cols = st.columns(min(4, max(1, len(paths))))
+    cols = st.columns(4)  # a fixed grid: one picture is not blown up to the page width
     for n, item in enumerate(paths):
         with cols[n % len(cols)]:
             try:
