@@ -23,7 +23,7 @@ from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
 from medsuite.viewer.overlay import label_colour, label_volumes_ml
 from medsuite.viewer.planes import Panel, draw_edge_letters, edge_letters
-from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, model_sha256, model_version, of_kind, read_result
+from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, input_roots_from_env, model_sha256, model_version, of_kind, read_result
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
 from medsuite.viewer.slicing import centre_voxel, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
 from medsuite.viewer.uploads import SessionUploads, check_declared_size
@@ -73,7 +73,7 @@ def window(path: Path, preset: str) -> tuple[float, float]:
 
 @st.cache_data(show_spinner=False, ttl=10)
 def _results(root: str) -> list[ResultFolder]:
-    return find_results(root)
+    return find_results(root, input_roots=input_roots_from_env())
 
 
 def pick_result(kind: str, root: Path) -> ResultFolder | None:
@@ -82,7 +82,7 @@ def pick_result(kind: str, root: Path) -> ResultFolder | None:
     typed = st.sidebar.text_input("Open a folder (path inside the results folder)", key=f"{kind}_typed")
     if typed:
         try:
-            chosen = read_result(typed, root)
+            chosen = read_result(typed, root, input_roots_from_env())
             if chosen.kind != kind:
                 raise MedsuiteError(typed, f"is a {chosen.kind} result", f"open it on the {chosen.kind} page")
             return chosen

@@ -182,3 +182,16 @@ def test_stopping_medsuite_view_stops_its_streamlit_child(tmp_path: Path, signum
     assert all(not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] for child in children)
     with socket.socket() as sock, pytest.raises(OSError):
         sock.connect(("127.0.0.1", port))  # nothing listens any more
+
+
+def test_inputs_outside_the_results_folder_open_only_from_folders_given_with_inputs(tmp_path: Path) -> None:
+    root = make_results(tmp_path / "results")
+    scans = tmp_path / "scans"
+    write_nifti(scans / "heart.nii.gz", phantom(), AFFINE)
+    result = read_result("segmentation", root)
+    with pytest.raises(MedsuiteError, match="--inputs"):
+        result.input_file(str(scans / "heart.nii.gz"))  # the refusal names the way to allow it
+    allowed = read_result("segmentation", root, (scans.resolve(),))
+    assert allowed.input_file(str(scans / "heart.nii.gz")) == (scans / "heart.nii.gz").resolve()
+    with pytest.raises(MedsuiteError, match="outside"):
+        allowed.input_file(str(tmp_path / "elsewhere.nii.gz"))

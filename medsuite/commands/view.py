@@ -13,7 +13,7 @@ import typer
 
 from medsuite.config import REPO_ROOT
 from medsuite.errors import MedsuiteError
-from medsuite.viewer.results import RESULTS_ENV
+from medsuite.viewer.results import INPUTS_ENV, RESULTS_ENV
 from medsuite.viewer.uploads import MAX_UPLOAD_MB
 
 APP = REPO_ROOT / "apps" / "medsuite_viewer.py"
@@ -40,17 +40,24 @@ def check_results_dir(results_dir: Path) -> Path:
     return results_dir.resolve()
 
 
+def check_inputs_dir(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise MedsuiteError(folder, "is not a folder", "give --inputs the folder holding the images the results were computed from")
+    return folder.resolve()
+
+
 def view(
     results_dir: Path = typer.Argument(Path("."), help="Folder holding result folders (only paths inside it are opened)."),
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; the default keeps the app on this machine."),
+    inputs: list[Path] = typer.Option([], "--inputs", help="Folder of the images the results were computed from, when it is not inside RESULTS_DIR (repeatable; files are only read)."),
 ) -> None:
     """Open the review station in the browser: registrations, masks, concept explanations, decisions."""
     root = check_results_dir(results_dir)
     if not APP.is_file():
         raise MedsuiteError(APP, "the viewer app is missing", "reinstall medsuite from its source checkout (pip install -e '.[viewer]')")
     typer.echo(f"medsuite review station on http://{host}:{port} for {root} (Ctrl+C to stop)")
-    env = dict(os.environ, **{RESULTS_ENV: str(root)})
+    env = dict(os.environ, **{RESULTS_ENV: str(root), INPUTS_ENV: os.pathsep.join(str(check_inputs_dir(folder)) for folder in inputs)})
     raise typer.Exit(run_forwarding_signals(streamlit_command(APP, port, host), env))
 
 

@@ -9,6 +9,7 @@ crafted report may turn it into a file browser.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from medsuite.io import sha256_file
 KINDS = ("register", "segment", "classify", "demo")
 #: How ``medsuite view`` tells the Streamlit app which folder it serves.
 RESULTS_ENV = "MEDSUITE_RESULTS_DIR"
+#: Extra read-only folders (``medsuite view --inputs``) whose files reports may name as inputs, os.pathsep-separated.
+INPUTS_ENV = "MEDSUITE_INPUT_DIRS"
 #: Longer typed paths are refused before touching the file system (Linux PATH_MAX is 4096 bytes).
 MAX_PATH_CHARS = 1024
 
@@ -28,7 +31,8 @@ class ResultFolder:
     path: Path
     kind: str
     report: dict[str, Any]
-    root: Path | None = None  # RESULTS_DIR; inputs the report names must lie inside it
+    root: Path | None = None  # RESULTS_DIR; inputs the report names must lie inside it ...
+    input_roots: tuple[Path, ...] = ()  # ... or inside one of these (medsuite view --inputs)
 
     @property
     def label(self) -> str:
@@ -39,8 +43,19 @@ class ResultFolder:
         return safe_path(self.path, relative)
 
     def input_file(self, named: str | Path, *, base: Path | None = None) -> Path:
-        """A file the report names outside its own folder (an input image), confined to RESULTS_DIR."""
-        return safe_path(self.root or self.path, named, base=base or self.path)
+        """A file the report names outside its own folder (an input image), confined to RESULTS_DIR
+        or to a folder given with ``medsuite view --inputs``."""
+        try:
+            return safe_path(self.root or self.path, named, base=base or self.path)
+        except MedsuiteError as refused:
+            for allowed in self.input_roots:
+                try:
+                    return safe_path(allowed, named, base=base or self.path)
+                except MedsuiteError:
+                    continue
+            if self.input_roots or "outside" not in refused.problem:
+                raise
+            raise MedsuiteError(refused.source, refused.problem, "restart with `medsuite view RESULTS --inputs FOLDER_OF_THE_IMAGES`, or serve a folder holding both") from None
 
 
 def _shown(typed: str | Path) -> str:
@@ -68,7 +83,12 @@ def safe_path(results_dir: str | Path, typed: str | Path, *, base: str | Path | 
     return resolved
 
 
-def read_result(folder: str | Path, root: str | Path | None = None) -> ResultFolder:
+def input_roots_from_env() -> tuple[Path, ...]:
+    """The ``--inputs`` folders ``medsuite view`` passed to the app."""
+    return tuple(Path(p).resolve() for p in os.environ.get(INPUTS_ENV, "").split(os.pathsep) if p)
+
+
+def read_result(folder: str | Path, root: str | Path | None = None, input_roots: tuple[Path, ...] = ()) -> ResultFolder:
     """The result folder's kind and report, or a one-line error (``folder`` confined to ``root``)."""
     folder = safe_path(root, folder) if root is not None else Path(folder)
     report_path = folder / "report.json"
@@ -81,10 +101,10 @@ def read_result(folder: str | Path, root: str | Path | None = None) -> ResultFol
     kind = report.get("kind") if isinstance(report, dict) else None
     if kind not in KINDS:
         raise MedsuiteError(report_path, f"has kind {kind!r}, which the viewer does not show", f"open a result of kind {', '.join(KINDS)}")
-    return ResultFolder(path=folder.resolve(), kind=kind, report=report, root=Path(root).resolve() if root is not None else None)
+    return ResultFolder(path=folder.resolve(), kind=kind, report=report, root=Path(root).resolve() if root is not None else None, input_roots=input_roots)
 
 
-def find_results(results_dir: str | Path, max_depth: int = 3) -> list[ResultFolder]:
+def find_results(results_dir: str | Path, max_depth: int = 3, input_roots: tuple[Path, ...] = ()) -> list[ResultFolder]:
     """Every recognised result folder under ``results_dir`` (demo parts included), sorted by path;
     a folder reached through a symlink that leaves ``results_dir`` is not listed."""
     root = Path(results_dir)
@@ -93,14 +113,14 @@ def find_results(results_dir: str | Path, max_depth: int = 3) -> list[ResultFold
         p for depth in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * depth) + "/report.json")
     ):
         try:
-            result = read_result(report_path.parent, root)
+            result = read_result(report_path.parent, root, input_roots)
         except MedsuiteError:
             continue  # per-case reports of batch runs and foreign folders are not results to open
         found[result.path] = result
         if result.kind == "demo":
             for part in result.report.get("parts", {}).values():
                 try:
-                    sub = read_result(result.file(part), root)
+                    sub = read_result(result.file(part), root, input_roots)
                 except MedsuiteError:
                     continue
                 found[sub.path] = sub
