@@ -12,16 +12,26 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import streamlit as st
+import viewer_ui as ui
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
-import viewer_ui as ui
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume
-from medsuite.viewer.correction import CORRECTED_SUFFIX, MaskEdit, painted_voxels, save_corrected
+from medsuite.viewer.correction import (
+    CORRECTED_SUFFIX,
+    MaskEdit,
+    painted_voxels,
+    save_corrected,
+)
 from medsuite.viewer.overlay import label_colour
 from medsuite.viewer.planes import Panel
-from medsuite.viewer.slicing import display_shape, plane_slice, plane_spacing, slice_index
+from medsuite.viewer.slicing import (
+    display_shape,
+    plane_slice,
+    plane_spacing,
+    slice_index,
+)
 from medsuite.viewer.views import render_view
 
 ERASER = "Eraser"
@@ -61,8 +71,8 @@ def editor(result, case: str, image: Volume, edit: MaskEdit, original: np.ndarra
     with right:
         st.caption(f"{tool} on slice {index}: draw, release to apply. {len(edit.history)} stroke(s) applied.")
         drawn = st_canvas(
-            stroke_width=max(1, int(round(brush * per_voxel))),
-            stroke_color="#%02x%02x%02x" % colour,
+            stroke_width=max(1, round(brush * per_voxel)),
+            stroke_color="#{:02x}{:02x}{:02x}".format(*colour),
             background_image=Image.fromarray(rgb),
             height=rgb.shape[0],
             width=rgb.shape[1],

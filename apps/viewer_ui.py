@@ -23,7 +23,7 @@ from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
 from medsuite.viewer.overlay import label_colour, label_volumes_ml
 from medsuite.viewer.planes import Panel, draw_edge_letters, edge_letters
-from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, input_roots_from_env, model_sha256, model_version, of_kind, read_result
+from medsuite.viewer.results import RESULTS_ENV, ResultFolder, energy_summary, find_results, input_roots_from_env, model_sha256, model_version, of_kind, read_result
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
 from medsuite.viewer.slicing import centre_voxel, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
 from medsuite.viewer.uploads import SessionUploads, check_declared_size

@@ -155,7 +155,7 @@ def cardiac_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_mask_page_shows_doubtful_cases_first_with_cardiac_function_and_dicom_seg(cardiac_page) -> None:
-    at, root = cardiac_page
+    at, _ = cardiac_page
     assert at.selectbox(key="mask_case").options == ["⚠ patient01_ES", "patient01_ED"]  # uncertainty 0.31 > 0.2
     assert "Flagged for careful review: uncertainty 0.31 > 0.2" in at.warning[0].value.replace("\\", "")  # shown escaped, as text
     metrics = {m.label: m.value for m in at.metric}

@@ -37,6 +37,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Until Streamlit's health endpoint answers (fails the test if the process dies or times out)."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                pytest.fail("streamlit did not start")
+            time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = make_results(tmp_path_factory.mktemp("results"))
@@ -47,23 +60,14 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(results_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    results = results_root
     port = free_port()
     command = streamlit_command(APP, port, "127.0.0.1") + ["--server.fileWatcherType", "none"]
-    env = dict(os.environ, **{RESULTS_ENV: str(results)})
+    env = dict(os.environ, **{RESULTS_ENV: str(results_root)})
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                if time.time() > deadline or process.poll() is not None:
-                    pytest.fail("streamlit did not start")
-                time.sleep(0.3)
+        wait_until_serving(url, process)
         yield url
     finally:
         process.terminate()

@@ -13,9 +13,21 @@ import pytest
 
 from medsuite.data.samples import oblique_affine
 from medsuite.io import Volume
-from medsuite.viewer.clinical import cardiac_function, dicom_seg_of, doubtful_first, patient_of, qc_flag
+from medsuite.viewer.clinical import (
+    cardiac_function,
+    dicom_seg_of,
+    doubtful_first,
+    patient_of,
+    qc_flag,
+)
 from medsuite.viewer.correction import MaskEdit, painted_voxels, to_original_order
-from medsuite.viewer.planes import acquisition_view, direction_letters, edge_letters, panels_for, slice_axis
+from medsuite.viewer.planes import (
+    acquisition_view,
+    direction_letters,
+    edge_letters,
+    panels_for,
+    slice_axis,
+)
 from medsuite.viewer.slicing import centre_voxel, plane_slice, to_canonical
 from tests.test_viewer_fixtures import make_cardiac
 
@@ -39,7 +51,7 @@ def test_an_oblique_short_axis_stack_gets_its_acquisition_planes_in_plane_first(
     assert [p.title for p in panels] == ["short-axis (in-plane)", "long-axis reformat 1", "long-axis reformat 2"]
     in_plane = plane_slice(vol.array, panels[0].plane, 4)
     assert sorted(in_plane.shape) == [36, 40]  # the acquired slice, whatever world plane is nearest
-    assert [p.title for p in panels_for(vol.spacing)][0] == "in-plane"
+    assert panels_for(vol.spacing)[0].title == "in-plane"
     assert [p.title for p in panels_for(np.array([1.0, 1.0, 1.2]))] == ["axial", "coronal", "sagittal"]
     assert acquisition_view(["4CH"]) == "long-axis" and acquisition_view("Cine SAX stack") == "short-axis" and acquisition_view("t1_mprage") is None
 

@@ -11,8 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nibabel as nib
@@ -24,7 +22,8 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import write_json, write_nifti
 from medsuite.viewer.results import RESULTS_ENV, find_results, read_result, safe_path
 from medsuite.viewer.uploads import MAX_VOXELS, SessionUploads, check_declared_size
-from tests.test_viewer_fixtures import AFFINE, SHAPE, make_results, phantom
+from tests.test_viewer_e2e import free_port, wait_until_serving
+from tests.test_viewer_fixtures import AFFINE, make_results, phantom
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 
@@ -142,12 +141,6 @@ def test_uploads_live_in_a_private_folder_removed_with_the_session() -> None:
     assert not folder.exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def children_of(pid: int) -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/stat"):
@@ -167,14 +160,7 @@ def test_stopping_medsuite_view_stops_its_streamlit_child(tmp_path: Path, signum
         [sys.executable, "-m", "medsuite.cli", "view", str(tmp_path), "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
     )  # fmt: skip
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            assert time.time() < deadline and process.poll() is None, "medsuite view did not start"
-            time.sleep(0.3)
+    wait_until_serving(f"http://127.0.0.1:{port}", process)
     children = children_of(process.pid)
     assert children  # the Streamlit server
     process.send_signal(signum)

@@ -8,12 +8,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # viewer_ui, also under AppTest
 
-import streamlit as st  # noqa: E402
 import correction_ui  # noqa: E402
+import streamlit as st  # noqa: E402
 import viewer_ui as ui  # noqa: E402
 
 from medsuite.errors import MedsuiteError  # noqa: E402
-from medsuite.viewer.clinical import CARDIAC_FIGURES, cardiac_function, dicom_seg_of, doubtful_first, qc_flag  # noqa: E402
+from medsuite.viewer.clinical import (  # noqa: E402
+    CARDIAC_FIGURES,
+    cardiac_function,
+    dicom_seg_of,
+    doubtful_first,
+    qc_flag,
+)
 from medsuite.viewer.planes import acquisition_view, panels_for  # noqa: E402
 
 root = ui.setup("Mask review")

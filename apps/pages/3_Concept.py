@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # viewer_ui, also under AppTest
 
-import streamlit as st  # noqa: E402
 import concept_charts  # noqa: E402
+import streamlit as st  # noqa: E402
 import viewer_ui as ui  # noqa: E402
 
 from medsuite.errors import MedsuiteError  # noqa: E402

@@ -23,7 +23,7 @@ CARDIAC_FIGURES = (
     ("RVESV_ml", "RV end-systolic volume", "ml"),
     ("RVSV_ml", "RV stroke volume", "ml"),
 )
-_PHASE_SUFFIX = re.compile(r"[_-]?(ed|es|frame\d+)$", re.I)
+_PHASE_SUFFIX = re.compile(r"[_-]?(ed|es|frame\d+)$", re.IGNORECASE)
 
 
 def patient_of(case: str, entry: dict[str, Any]) -> str:

@@ -24,8 +24,8 @@ ANISOTROPY = 1.5
 #: A world axis contributes a letter to an edge label when its share of the direction is this large.
 LETTER_SHARE = 0.3
 _LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # (negative, positive) world RAS direction
-_SAX_WORDS = re.compile(r"(^|[^a-z])(sax|short[ _-]?axis)([^a-z]|$)", re.I)
-_LAX_WORDS = re.compile(r"(^|[^a-z])(lax|long[ _-]?axis|[234]ch)([^a-z]|$)", re.I)
+_SAX_WORDS = re.compile(r"(^|[^a-z])(sax|short[ _-]?axis)([^a-z]|$)", re.IGNORECASE)
+_LAX_WORDS = re.compile(r"(^|[^a-z])(lax|long[ _-]?axis|[234]ch)([^a-z]|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
