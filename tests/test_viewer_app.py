@@ -198,3 +198,19 @@ def test_mask_correction_undo_and_save_keep_the_input_geometry(cardiac_page) -> 
     logged = json.loads((root / "corrections.jsonl").read_text().splitlines()[-1])
     assert logged["voxels_changed"] == 3 and logged["reviewer"] == "Dr Bo" and logged["case"] == "patient01_ES"
     assert np.array_equal(original, at.session_state[edit_key].labels) is False
+
+
+def test_the_demo_concept_page_shows_its_cases_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from medsuite.commands.concepts import run_demo
+
+    run_demo(tmp_path, Console(quiet=True))
+    prediction = json.loads(next((tmp_path / "concepts").glob("*/prediction.json")).read_text())
+    named = [Path(p) for paths in prediction["images"].values() for p in paths]
+    assert named and all(p.is_file() and tmp_path.resolve() in p.resolve().parents for p in named)  # kept inside the results
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APPS / "pages/3_Concept.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    shown = [c.caption for image in at.get("image") for c in image.proto.imgs]
+    assert len(shown) == len(named) and {"FA/phase1.png", "US/phase1.png"} <= set(shown)

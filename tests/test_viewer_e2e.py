@@ -1,6 +1,6 @@
 """End to end: the real review station in headless Chromium (Debian's package), pages screenshotted.
 
-Screenshots go to /tmp/viewer_shots/ (registration.png, mask.png, concept.png, upload_error.png,
+Screenshots go to $MEDSUITE_VIEWER_SHOTS, default /tmp/viewer_shots/ (registration.png, mask.png, concept.png, upload_error.png,
 oblique_sax.png, decision_refused.png, brush_stroke.png, cardiac_function.png).
 """
 
@@ -26,7 +26,7 @@ from tests.test_viewer_fixtures import make_cardiac, make_oblique, make_results
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 APP = Path(__file__).resolve().parents[1] / "apps" / "medsuite_viewer.py"
-SHOTS = Path("/tmp/viewer_shots")
+SHOTS = Path(os.environ.get("MEDSUITE_VIEWER_SHOTS", "/tmp/viewer_shots"))  # several checkouts may test at once
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt-get install chromium)")
 
@@ -86,6 +86,15 @@ def page(server: str):
         browser.close()
 
 
+def shot(image) -> bytes:
+    """A screenshot of an <img> once the browser has decoded it (a busy CI machine paints late)."""
+    image.wait_for()
+    deadline = time.time() + 20
+    while not image.evaluate("el => el.complete && el.naturalWidth > 0") and time.time() < deadline:
+        time.sleep(0.2)
+    return image.screenshot()
+
+
 def not_blank(png: bytes) -> float:
     """Grey-level standard deviation of a screenshot: ~0 for an empty or single-colour area."""
     return float(np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32).std())
@@ -100,15 +109,15 @@ def open_page(page, url: str, wait_text: str) -> None:
 
 
 def test_registration_page_shows_images(page, server: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     open_page(page, f"{server}/Registration", "Warped moving")
     images = page.locator("[data-testid='stImage'] img")
     images.nth(2).wait_for()
     assert images.count() == 3  # fixed, moving, warped side by side
     for n in range(3):
-        assert not_blank(images.nth(n).screenshot()) > 10.0
+        assert not_blank(shot(images.nth(n))) > 10.0
     axial = page.frame_locator("iframe").first.locator("img")  # clickable tri-planar view
-    assert not_blank(axial.screenshot()) > 10.0
+    assert not_blank(shot(axial)) > 10.0
     page.screenshot(path=str(SHOTS / "registration.png"), full_page=True)
     # A click at the top-left of the axial view moves the crosshair to the most anterior voxel on the
     # patient's right (radiological convention), in the same axial slice.
@@ -119,7 +128,7 @@ def test_registration_page_shows_images(page, server: str) -> None:
 def test_mask_and_concept_pages_render(page, server: str) -> None:
     open_mask_result(page, server, "segmentation")
     page.frame_locator("iframe").first.locator("img").wait_for()
-    assert not_blank(page.frame_locator("iframe").first.locator("img").screenshot()) > 10.0
+    assert not_blank(shot(page.frame_locator("iframe").first.locator("img"))) > 10.0
     page.screenshot(path=str(SHOTS / "mask.png"), full_page=True)
     open_page(page, f"{server}/Concept", "Concept contributions")
     page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").nth(1).wait_for()
@@ -127,7 +136,7 @@ def test_mask_and_concept_pages_render(page, server: str) -> None:
     assert page.get_by_text("FUNDUS:orange pigment (score +0.50)").count() == 1
     picture = page.locator("[data-testid='stImage'] img").first  # the case's ultrasound image
     picture.wait_for()
-    assert not_blank(picture.screenshot()) > 10.0
+    assert not_blank(shot(picture)) > 10.0
     page.screenshot(path=str(SHOTS / "concept.png"), full_page=True)
 
 
@@ -172,13 +181,13 @@ def open_mask_result(page, server: str, folder: str) -> None:
 
 
 def test_oblique_short_axis_stack_is_shown_in_its_own_plane_with_letters(page, server: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     open_mask_result(page, server, "oblique")
     page.get_by_text("short-axis (in-plane) · slice").first.wait_for()
     titles = page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
     panels = [t for t in titles if "· slice" in t]
     assert panels[0].startswith("short-axis (in-plane)") and panels[1].startswith("long-axis reformat 1")
-    assert not_blank(page.frame_locator("iframe").first.locator("img").screenshot()) > 10.0
+    assert not_blank(shot(page.frame_locator("iframe").first.locator("img"))) > 10.0
     page.screenshot(path=str(SHOTS / "oblique_sax.png"), full_page=True)
 
 
