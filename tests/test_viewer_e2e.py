@@ -148,6 +148,11 @@ def test_corrupt_upload_shows_an_error_and_the_app_keeps_working(page, server: s
     page.get_by_text("Cannot open the upload").wait_for()
     page.screenshot(path=str(SHOTS / "upload_error.png"), full_page=True)
     from medsuite.io import write_nifti
+    from tests.test_viewer_security import header_only_nifti
+
+    bomb = header_only_nifti(tmp_path / "bomb.nii.gz", (1024, 1024, 512))  # 1 kB declaring 2 GB
+    chooser.set_input_files(str(bomb))
+    page.get_by_text("declares 1024 x 1024 x 512 voxels").wait_for()
 
     good = write_nifti(tmp_path / "brain.nii.gz", np.random.default_rng(0).uniform(0, 100, (16, 16, 8)).astype(np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
     chooser.set_input_files(str(good))
