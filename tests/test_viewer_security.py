@@ -180,3 +180,15 @@ def test_inputs_outside_the_results_folder_open_only_from_folders_given_with_inp
     assert allowed.input_file(str(scans / "heart.nii.gz")) == (scans / "heart.nii.gz").resolve()
     with pytest.raises(MedsuiteError, match="outside"):
         allowed.input_file(str(tmp_path / "elsewhere.nii.gz"))
+
+
+def test_malformed_reports_get_a_message_not_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_results(tmp_path)
+    for folder, cases in (("segmentation", ["heart"]), ("concepts", {"eye1": "prediction.json", "eye2": {"prediction": 7}})):
+        report = json.loads((root / folder / "report.json").read_text())
+        report["cases"] = cases
+        report["labels"] = {"x": "RV", "1": ["not", "text"]}
+        write_json(root / folder / "report.json", report)
+    monkeypatch.setenv(RESULTS_ENV, str(root))
+    assert "lists no segmented case" in run("pages/2_Mask.py").warning[0].value
+    assert "lists no classified case" in run("pages/3_Concept.py").warning[0].value

@@ -29,7 +29,7 @@ if result is None:
 ui.energy_caption(result.report)
 report = result.report
 names = {int(k): str(v) for k, v in (report.get("labels") or {}).items() if str(k).lstrip("-").isdigit()}
-cases = {name: entry for name, entry in (report.get("cases") or {}).items() if isinstance(entry, dict) and entry.get("output")}
+cases = {name: entry for name, entry in result.cases.items() if isinstance(entry.get("output"), str)}
 if not cases:
     st.warning(f"{result.path}/report.json lists no segmented case")
     st.stop()

@@ -34,7 +34,7 @@ result = ui.pick_result("classify", root)
 if result is None:
     st.stop()
 ui.energy_caption(result.report)
-cases = {name: entry for name, entry in (result.report.get("cases") or {}).items() if entry.get("prediction")}
+cases = {name: entry for name, entry in result.cases.items() if isinstance(entry.get("prediction"), str)}
 if not cases:
     st.warning(f"{result.path}/report.json lists no classified case")
     st.stop()

@@ -38,6 +38,12 @@ class ResultFolder:
     def label(self) -> str:
         return f"{self.path.name} ({self.kind})"
 
+    @property
+    def cases(self) -> dict[str, dict[str, Any]]:
+        """The report's per-case entries that are well-formed (a hand-edited report may hold anything)."""
+        cases = self.report.get("cases")
+        return {str(k): v for k, v in cases.items() if isinstance(v, dict)} if isinstance(cases, dict) else {}
+
     def file(self, relative: str) -> Path:
         """A file the report names, resolved inside this folder (never outside it)."""
         return safe_path(self.path, relative)
