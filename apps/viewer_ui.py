@@ -6,10 +6,10 @@ keeps state. Volumes are cached as resources (no copy per rerun), so moving a sl
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from functools import partial
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ from medsuite.io import Volume, read_image
 from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
 from medsuite.data.labels import label_volumes_ml
-from medsuite.viewer.results import RESULTS_ENV, energy_summary, ResultFolder, find_results, model_version, of_kind, read_result, safe_path
+from medsuite.viewer.overlay import label_colour
+from medsuite.viewer.planes import Panel, draw_edge_letters, edge_letters
+from medsuite.viewer.results import RESULTS_ENV, ResultFolder, energy_summary, find_results, input_roots_from_env, model_sha256, model_version, of_kind, read_result
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
-from medsuite.viewer.slicing import PLANES, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
+from medsuite.viewer.slicing import centre_voxel, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
+from medsuite.viewer.uploads import SessionUploads, check_declared_size
 from medsuite.viewer.views import load_canonical, render_view
 from medsuite.viewer.windowing import PRESET_NAMES, window_for
 
@@ -71,7 +74,7 @@ def window(path: Path, preset: str) -> tuple[float, float]:
 
 @st.cache_data(show_spinner=False, ttl=10)
 def _results(root: str) -> list[ResultFolder]:
-    return find_results(root)
+    return find_results(root, input_roots=input_roots_from_env())
 
 
 def pick_result(kind: str, root: Path) -> ResultFolder | None:
@@ -80,7 +83,7 @@ def pick_result(kind: str, root: Path) -> ResultFolder | None:
     typed = st.sidebar.text_input("Open a folder (path inside the results folder)", key=f"{kind}_typed")
     if typed:
         try:
-            chosen = read_result(safe_path(root, typed))
+            chosen = read_result(typed, root, input_roots_from_env())
             if chosen.kind != kind:
                 raise MedsuiteError(typed, f"is a {chosen.kind} result", f"open it on the {chosen.kind} page")
             return chosen
@@ -95,6 +98,19 @@ def pick_result(kind: str, root: Path) -> ResultFolder | None:
     return results[index]
 
 
+def result_file(result: ResultFolder, name: str | None) -> Path | None:
+    """An existing file the report names inside the result folder; None (with the reason shown)
+    when the report names none, it is missing, or it points outside."""
+    if not name:
+        return None
+    try:
+        path = result.file(name)
+    except MedsuiteError as exc:
+        st.error(exc.line())
+        return None
+    return path if path.is_file() else None
+
+
 def energy_caption(report: dict[str, Any]) -> None:
     summary = energy_summary(report)
     if summary:
@@ -105,16 +121,23 @@ def window_controls(key: str) -> str:
     return st.sidebar.selectbox("Window / level", PRESET_NAMES, key=f"{key}_preset", help="CT presets in HU; Auto spans the 1st–99th percentile (MR).")
 
 
-def crosshair_controls(key: str, vol: Volume) -> tuple[int, int, int]:
-    """Three sliders (one per canonical axis) that also follow clicks on the images."""
+def crosshair_controls(key: str, vol: Volume, *, start: tuple[int, int, int] | None = None, showing: str = "") -> tuple[int, int, int]:
+    """Three sliders (one per canonical axis) that also follow clicks on the images.
+
+    The crosshair starts at ``start`` (the mask's or the content's centre) and goes back there
+    whenever ``showing`` (the case or volume on screen) changes, as a case switch in Slicer does.
+    """
     shape = vol.array.shape[:3]
+    start = start or tuple(n // 2 for n in shape)  # type: ignore[assignment]
     pending = st.session_state.pop(f"{key}_pending", None)
+    switched = st.session_state.get(f"{key}_showing") != showing
+    st.session_state[f"{key}_showing"] = showing
     for axis in range(3):
         slider_key = f"{key}_ax{axis}"
         if pending is not None:
             st.session_state[slider_key] = int(pending[axis])
-        elif slider_key not in st.session_state or st.session_state[slider_key] >= shape[axis]:
-            st.session_state[slider_key] = shape[axis] // 2
+        elif switched or slider_key not in st.session_state or st.session_state[slider_key] >= shape[axis]:
+            st.session_state[slider_key] = int(start[axis])
     cols = st.columns(3)
     voxel = tuple(int(cols[a].slider(AXIS_NAMES[a], 0, shape[a] - 1, key=f"{key}_ax{a}")) for a in range(3))
     return voxel  # type: ignore[return-value]
@@ -124,6 +147,17 @@ def crosshair_caption(vol: Volume, voxel: tuple[int, int, int], unit: str = "") 
     cross = crosshair_at(vol, voxel)
     x, y, z = cross.world_mm
     return f"voxel {cross.voxel} · world (RAS) {x:.1f}, {y:.1f}, {z:.1f} mm · value {cross.value:.4g}{unit}"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _picture(path: str, stamp: float) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def picture(path: Path) -> np.ndarray:
+    """A PNG/JPEG/TIFF picture as RGB (cached: the concept page shows many)."""
+    return _picture(str(path), _stamp(path))
 
 
 def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict[str, Any] | None:
@@ -137,15 +171,35 @@ def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict
     return streamlit_image_coordinates(Image.fromarray(rgb), key=key, png_compression_level=1, use_column_width="always")
 
 
-def tri_planar(key: str, vol: Volume, voxel: tuple[int, int, int], level: float, width: float, *, labels: np.ndarray | None = None, opacity: float = 0.4, outline: bool = False) -> list[np.ndarray]:
-    """Axial, coronal and sagittal views side by side; a click moves the crosshair there."""
-    cols = st.columns(3)
-    views = []
-    for col, plane in zip(cols, PLANES):
-        rgb = render_view(vol.array, vol.spacing, plane, voxel, level, width, labels=labels, opacity=opacity, outline=outline)
-        views.append(rgb)
+@st.cache_data(max_entries=16, show_spinner=False)
+def _start_voxel(image_path: str, image_stamp: float, labels_path: str | None, labels_stamp: float) -> tuple[int, int, int]:
+    labels = _labels(labels_path, labels_stamp) if labels_path else None
+    return centre_voxel(labels, _load(image_path, image_stamp).array)
+
+
+def start_voxel(image_path: Path, labels_path: Path | None = None) -> tuple[int, int, int]:
+    """Where the crosshair starts on this volume: the mask's centre, else the content's (cached)."""
+    return _start_voxel(str(image_path), _stamp(image_path), str(labels_path) if labels_path else None, _stamp(labels_path) if labels_path else 0.0)
+
+
+def with_letters(rgb: np.ndarray, vol: Volume, plane: str) -> np.ndarray:
+    """A view with R/L, A/P, S/I at its edges, from the volume's own direction cosines."""
+    return draw_edge_letters(rgb, edge_letters(vol.affine, plane))
+
+
+def tri_planar(
+    key: str, vol: Volume, voxel: tuple[int, int, int], level: float, width: float, panels: list[Panel], *, labels: np.ndarray | None = None, opacity: float = 0.4, outline: bool = False
+) -> dict[str, np.ndarray]:
+    """The volume's acquisition planes side by side (in-plane first), lettered at the edges; a
+    click moves the crosshair there. Returns each plane's picture (for snapshots)."""
+    cols = st.columns(len(panels))
+    views = {}
+    for col, panel in zip(cols, panels):
+        plane = panel.plane
+        rgb = with_letters(render_view(vol.array, vol.spacing, plane, voxel, level, width, labels=labels, opacity=opacity, outline=outline), vol, plane)
+        views[plane] = rgb
         with col:
-            click = show_image(rgb, f"{plane} · slice {slice_index(plane, voxel)}", key=f"{key}_click_{plane}")
+            click = show_image(rgb, f"{panel.title} · slice {slice_index(plane, voxel)}", key=f"{key}_click_{plane}")
         if click and click != st.session_state.get(f"{key}_last_{plane}"):
             st.session_state[f"{key}_last_{plane}"] = click
             shown = (click.get("height") or rgb.shape[0], click.get("width") or rgb.shape[1])
@@ -155,16 +209,21 @@ def tri_planar(key: str, vol: Volume, voxel: tuple[int, int, int], level: float,
 
 
 def review_form(root: Path, result: ResultFolder, case: str, output: Path, key: str) -> None:
-    """Approve / reject / needs-edit with reviewer and comment, appended to RESULTS_DIR/reviews.jsonl."""
+    """Approve / reject / needs-edit with reviewer and comment, appended to RESULTS_DIR/reviews.jsonl.
+
+    Nothing is pre-selected: a decision is recorded only once a reviewer chose one (per case: the
+    widgets are keyed by case, so a decision never carries over to the next case)."""
     st.subheader("Decision")
-    with st.form(f"{key}_review", clear_on_submit=False):
+    with st.form(f"{key}_review_{case}", clear_on_submit=False):
         reviewer = st.text_input("Reviewer", key=f"{key}_reviewer")
-        decision = st.radio("Decision", DECISIONS, horizontal=True, key=f"{key}_decision")
-        comment = st.text_area("Comment", key=f"{key}_comment")
+        decision = st.radio("Decision", DECISIONS, index=None, horizontal=True, key=f"{key}_decision_{case}")
+        comment = st.text_area("Comment", key=f"{key}_comment_{case}")
         submitted = st.form_submit_button("Record decision")
     if submitted:
         try:
-            entry = append_review(root, case=case, output=output, model_version=model_version(result.report), reviewer=reviewer, decision=decision, comment=comment)
+            entry = append_review(
+                root, case=case, output=output, model_version=model_version(result.report), model_sha256=_model_sha256(result), reviewer=reviewer, decision=decision, comment=comment
+            )
         except MedsuiteError as exc:
             st.error(exc.line())
         else:
@@ -174,36 +233,65 @@ def review_form(root: Path, result: ResultFolder, case: str, output: Path, key: 
         st.download_button("Download review log (reviews.jsonl)", log.read_bytes, file_name=LOG_NAME, mime="application/jsonl", key=f"{key}_dl_log")
 
 
+@st.cache_data(max_entries=8, show_spinner="Hashing the model…")
+def _model_sha256_of(report_path: str, stamp: float) -> str | None:
+    return model_sha256(read_result(Path(report_path).parent).report)
+
+
+def _model_sha256(result: ResultFolder) -> str | None:
+    report = result.path / "report.json"
+    return _model_sha256_of(str(report), _stamp(report))
+
+
+def colour_swatch(label: int) -> str:
+    """A small PNG of a label's colour as a data URL, for st.column_config.ImageColumn legends
+    (label names from a report are shown as plain text, never as HTML)."""
+    return swatch(label_colour(label))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def swatch(rgb: tuple[int, int, int]) -> str:
+    return "data:image/png;base64," + base64.b64encode(to_png(np.full((12, 24, 3), rgb, np.uint8))).decode()
+
+
 def download_file(label: str, path: Path, key: str) -> None:
     """A download whose bytes are read only when clicked (volumes are large; reruns must stay fast)."""
     if path.is_file():
-        st.download_button(label, path.read_bytes, file_name=path.name, mime="application/octet-stream", key=key)
+        st.download_button(label, partial(path.read_bytes), file_name=path.name, mime="application/octet-stream", key=key)
 
 
 def download_png(label: str, rgb: np.ndarray, name: str, key: str) -> None:
     st.download_button(label, partial(to_png, rgb), file_name=name, mime="image/png", key=key)
 
 
+def _session_uploads() -> SessionUploads:
+    """This browser session's private upload folder (removed when the session's state is dropped)."""
+    if "_uploads" not in st.session_state:
+        st.session_state["_uploads"] = SessionUploads()
+    return st.session_state["_uploads"]
+
+
 def upload_volume() -> Path | None:
-    """A NIfTI file, or the files of one DICOM series, from the browser, saved under a private temp
-    folder named by content (so reruns find the same files and the volume cache); None if none given."""
+    """A NIfTI file, or the files of one DICOM series, from the browser, saved in this session's
+    private folder under a name derived from the content (so reruns find the same files and the
+    volume cache); None if none given. Streamlit caps the upload size (``medsuite view`` sets it)."""
     uploads = st.sidebar.file_uploader(
         "Upload a NIfTI (.nii, .nii.gz) or all files of one DICOM series (.dcm)", type=["nii", "gz", "dcm"], accept_multiple_files=True, key="upload"
     )
     if not uploads:
         return None
+    store = _session_uploads()
+    is_series = all(u.name.lower().endswith(".dcm") for u in uploads)
     digest = hashlib.sha256()
-    for item in uploads if all(u.name.lower().endswith(".dcm") for u in uploads) else uploads[-1:]:
+    for item in uploads if is_series else uploads[-1:]:
         digest.update(item.name.encode() + item.getvalue())
-    folder = Path(tempfile.gettempdir()) / "medsuite-uploads" / digest.hexdigest()[:16]
-    if all(item.name.lower().endswith(".dcm") for item in uploads):
+    folder = store.folder / digest.hexdigest()[:16]
+    if is_series:
         series = folder / "series"
         if not series.is_dir():
-            partial_dir = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None))
             for i, item in enumerate(uploads):
-                (partial_dir / f"{i:04d}.dcm").write_bytes(item.getvalue())
-            folder.mkdir(parents=True, exist_ok=True)
-            os.replace(partial_dir, series)  # a half-written series is never read
+                store.write(f"{folder.name}/partial/{i:04d}.dcm", item.getvalue())
+            (folder / "partial").rename(series)  # a half-written series is never read
         return series
     newest = uploads[-1]  # the uploader keeps earlier files: show the one just added
     if len(uploads) > 1:
@@ -211,9 +299,14 @@ def upload_volume() -> Path | None:
     name = newest.name.lower()
     target = folder / f"upload{'.nii.gz' if name.endswith('.nii.gz') else Path(name).suffix}"
     if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(newest.getvalue())
+        store.write(str(target.relative_to(store.folder)), newest.getvalue())
     return target
+
+
+def load_upload(path: Path) -> Volume:
+    """An uploaded volume, refused from its header alone when it declares more than the caps."""
+    check_declared_size(path)
+    return load(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the deformation…")
@@ -257,6 +350,19 @@ def _label_table(path: str, stamp: float, names: dict[int, str]) -> list[dict[st
 
 def label_table(path: Path, names: dict[int, str]) -> list[dict[str, Any]]:
     return _label_table(str(path), _stamp(path), names)
+
+
+def label_rows(labels: np.ndarray, voxel_volume_ml: float, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Label volumes of a mask being edited (not cached: it changes with every stroke)."""
+    return label_volumes_ml(labels, voxel_volume_ml, names)
+
+
+_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|:~$"})
+
+
+def plain(text: object) -> str:
+    """Text from a report, escaped so Markdown shows it literally (no links, images, HTML or colours)."""
+    return str(text).translate(_MARKDOWN_SPECIALS)
 
 
 def world_matched_voxel(source: Volume, voxel: tuple[int, int, int], target: Volume) -> tuple[int, int, int]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from medsuite.io import sha256_file
 from medsuite.viewer.results import RESULTS_ENV
-from tests.test_viewer_fixtures import make_results
+from tests.test_viewer_fixtures import make_cardiac, make_results
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 TIMEOUT = 60  # the default 3 s is too short on a shared CPU (first load reads volumes, imports SimpleITK)
@@ -39,10 +40,11 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
-def submit_review(at: AppTest, key: str, reviewer: str, decision: str, comment: str) -> AppTest:
+def submit_review(at: AppTest, key: str, case: str, reviewer: str, decision: str | None, comment: str) -> AppTest:
     at.text_input(key=f"{key}_reviewer").input(reviewer)
-    at.radio(key=f"{key}_decision").set_value(decision)
-    at.text_area(key=f"{key}_comment").input(comment)
+    if decision is not None:
+        at.radio(key=f"{key}_decision_{case}").set_value(decision)
+    at.text_area(key=f"{key}_comment_{case}").input(comment)
     next(b for b in at.button if b.label == "Record decision").click()
     return ok(at)
 
@@ -63,7 +65,7 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Folding (det J ≤ 0)"] == "0.000 %" and metrics["Lesion volume"] == "0.22 ml"
     assert metrics["Fixed voxel size"] == "1.5×1×3 mm"
-    assert "voxel (12, 10, 6) · world (RAS) 13.5, 0.0, 0.0 mm" in at.caption[0].value
+    assert "voxel (11, 10, 6) · world (RAS) 12.0, 0.0, 0.0 mm" in at.caption[0].value  # the bright ellipsoid's centre
     at.slider(key="reg_ax0").set_value(3)
     at.slider(key="reg_ax2").set_value(8)
     ok(at)
@@ -75,12 +77,18 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
         ok(at)
         captions[mode] = [c for image in at.get("image") for c in image.proto.imgs for c in [c.caption]]
     assert captions["Jacobian"] == ["det J: blue < 1 (contraction), white = 1, red > 1 (expansion), green = folding (≤ 0); this slice 1.05 to 1.10"]
-    assert captions["Side by side"] == ["Fixed", "Moving (same world point)", "Warped moving + warped labels"]
+    assert captions["Side by side"] == ["Fixed", "Moving (same world point)", "Warped moving"]  # labels off by default
+    at.checkbox(key="reg_labels").check()
+    ok(at)
+    assert [c.caption for image in at.get("image") for c in image.proto.imgs][2] == "Warped moving + warped labels"
+    assert at.dataframe[0].value["label"].tolist() == [1]  # the labels' colour legend
     assert len(captions["Lesion & inpainted"]) == 2
-    at.radio(key="reg_plane").set_value("coronal")
+    # 1.5 x 1 x 3 mm voxels: the 3 mm axis is the slice axis, so the panels are the acquisition planes.
+    assert at.radio(key="reg_plane").options == ["in-plane", "through-plane reformat 1", "through-plane reformat 2"]
+    at.radio(key="reg_plane").set_value("through-plane reformat 1")
     ok(at)
 
-    submit_review(at, "reg", "Dr Ada", "approve", "good alignment")
+    submit_review(at, "reg", "registration", "Dr Ada", "approve", "good alignment")
     assert "Recorded: approve by Dr Ada" in at.success[0].value
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     warped = results / "registration" / "warped.nii.gz"
@@ -97,7 +105,7 @@ def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
     at.slider(key="mask_opacity").set_value(0.8)
     at.checkbox(key="mask_outline").check()
     ok(at)
-    submit_review(at, "mask", "Dr Bo", "needs-edit", "RV leaks into the atrium")
+    submit_review(at, "mask", "heart", "Dr Bo", "needs-edit", "RV leaks into the atrium")
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     assert (entry["case"], entry["decision"], entry["model_version"]) == ("heart", "needs-edit", "unet-test-v2")
 
@@ -113,6 +121,96 @@ def test_concept_intervention_changes_the_prediction(open_page, results: Path) -
     at.selectbox(key="concept_set_eye1_0").set_value("as the model says")
     ok(at)
     assert at.metric[0].value == "melanoma"
-    submit_review(at, "concept", "Dr Cy", "reject", "")
+    submit_review(at, "concept", "eye1", "Dr Cy", "reject", "")
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     assert (entry["case"], entry["decision"]) == ("eye1", "reject")
+
+
+def test_a_decision_needs_an_explicit_choice_and_names_model_and_output(open_page, results: Path) -> None:
+    at = open_page("pages/2_Mask.py")
+    assert at.radio(key="mask_decision_heart").value is None  # nothing pre-selected
+    log = results / "reviews.jsonl"
+    before = log.read_text().splitlines() if log.exists() else []
+    submit_review(at, "mask", "heart", "Dr Bo", None, "looks fine")
+    assert "Decision: is not chosen" in at.error[0].value
+    submit_review(at, "mask", "heart", "", "approve", "")
+    assert "Reviewer: is empty" in at.error[0].value
+    assert (log.read_text().splitlines() if log.exists() else []) == before  # nothing recorded
+    submit_review(at, "mask", "heart", "Dr Bo", "approve", "")
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["output_sha256"] == sha256_file(results / "segmentation" / "heart_seg.nii.gz") and entry["model_sha256"] is None  # the fixture names no checkpoint file
+
+
+def crosshair(at: AppTest) -> str:
+    return next(c.value for c in at.caption if c.value.startswith("voxel ("))
+
+
+@pytest.fixture
+def cardiac_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    make_cardiac(tmp_path)
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APPS / "pages/2_Mask.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at, tmp_path
+
+
+def test_mask_page_shows_doubtful_cases_first_with_cardiac_function_and_dicom_seg(cardiac_page) -> None:
+    at, _ = cardiac_page
+    assert at.selectbox(key="mask_case").options == ["⚠ patient01_ES", "patient01_ED"]  # uncertainty 0.31 > 0.2
+    assert "Flagged for careful review: uncertainty 0.31 > 0.2" in at.warning[0].value.replace("\\", "")  # shown escaped, as text
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["LV ejection fraction"] == "60.0 %" and metrics["LV myocardial mass"] == "110.3 g" and metrics["RV end-systolic volume"] == "75.5 ml"
+    # The crosshair starts at the centre of the mask (labels span i 8..17, j 8..11, k 3..8; i flips in canonical order).
+    assert "voxel (10, 9, 5) ·" in crosshair(at)
+    at.slider(key="mask_ax0").set_value(2)
+    ok(at)
+    assert not [b for b in at.get("download_button") if b.proto.label == "Mask as DICOM-SEG"]  # ES has none
+    at.selectbox(key="mask_case").set_value("patient01_ED")
+    ok(at)
+    assert "voxel (10, 9, 5) ·" in crosshair(at)  # re-centred on the case switch
+    assert not at.warning
+    assert [b for b in at.get("download_button") if b.proto.label == "Mask as DICOM-SEG"]
+
+
+def test_mask_correction_undo_and_save_keep_the_input_geometry(cardiac_page) -> None:
+    import SimpleITK as sitk
+
+    at, root = cardiac_page
+    at.toggle(key="mask_correct").set_value(True)
+    ok(at)
+    edit_key = f"mask_edit|{(root / 'cardiac').resolve()}|patient01_ES"
+    edit = at.session_state[edit_key]
+    original = edit.labels.copy()
+    painted = (np.array([3, 4, 5]), np.array([2, 2, 2]), np.array([6, 6, 6]))
+    assert edit.paint(painted, 2) == 3 and edit.paint((np.array([3]), np.array([2]), np.array([6])), 0) == 1
+    assert edit.undo() == 1  # the eraser stroke is undone
+    at.text_input(key="mask_corrector").input("Dr Bo")
+    next(b for b in at.button if b.label == "Save corrected mask").click()
+    ok(at)
+    assert "Saved patient01_ES_corrected.nii.gz: 3 voxels changed" in at.success[0].value
+    saved = root / "cardiac" / "patient01_ES_corrected.nii.gz"
+    source = root / "cardiac" / "patient01_ES_seg.nii.gz"
+    written, model = sitk.ReadImage(str(saved)), sitk.ReadImage(str(root / "inputs" / "patient01_ES.nii.gz"))
+    assert written.GetSize() == model.GetSize()
+    assert np.allclose(written.GetDirection(), model.GetDirection()) and np.allclose(written.GetOrigin(), model.GetOrigin()) and np.allclose(written.GetSpacing(), model.GetSpacing())
+    difference = sitk.GetArrayFromImage(written).astype(int) - sitk.GetArrayFromImage(sitk.ReadImage(str(source))).astype(int)
+    assert np.count_nonzero(difference) == 3 and set(np.unique(sitk.GetArrayFromImage(written)[difference != 0])) == {2}
+    logged = json.loads((root / "corrections.jsonl").read_text().splitlines()[-1])
+    assert logged["voxels_changed"] == 3 and logged["reviewer"] == "Dr Bo" and logged["case"] == "patient01_ES"
+    assert np.array_equal(original, at.session_state[edit_key].labels) is False
+
+
+def test_the_demo_concept_page_shows_its_cases_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from medsuite.commands.concepts import run_demo
+
+    run_demo(tmp_path, Console(quiet=True))
+    prediction = json.loads(next((tmp_path / "concepts").glob("*/prediction.json")).read_text())
+    named = [Path(p) for paths in prediction["images"].values() for p in paths]
+    assert named and all(p.is_file() and tmp_path.resolve() in p.resolve().parents for p in named)  # kept inside the results
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APPS / "pages/3_Concept.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    shown = [c.caption for image in at.get("image") for c in image.proto.imgs]
+    assert len(shown) == len(named) and {"FA/phase1.png", "US/phase1.png"} <= set(shown)

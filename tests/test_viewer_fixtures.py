@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medsuite.data.samples import oblique_affine
 from medsuite.io import write_json, write_nifti
 from medsuite.provenance import new_report
 from medsuite.viewer.results import find_results, read_result
+from tests.conftest import SHARED_DATA
 
 SHAPE = (24, 20, 12)
 # Anisotropic voxels (1.5 x 1 x 3 mm) stored left-to-right flipped (LAS), so tests exercise reorientation.
@@ -116,3 +118,61 @@ def test_fixture_folders_are_recognised_by_kind(tmp_path: Path) -> None:
     kinds = sorted(r.kind for r in find_results(root))
     assert kinds == ["classify", "demo", "register", "segment"]
     assert read_result(root / "registration").report["outputs"]["ddf"] == "ddf.nii.gz"
+
+
+def make_cardiac(root: Path) -> Path:
+    """A segment result of one patient's ED and ES frames with the figures the segmentation report
+    adds (cardiac_function per patient, uncertainty / qc per case) and a DICOM-SEG export of ED."""
+    out = root / "cardiac"
+    report = new_report("segment", [], {"model": "unet-test-v2", "model_sha256": "ef" * 32})
+    report["labels"] = {"1": "RV", "2": "MYO", "3": "LV"}
+    report["cases"] = {}
+    for phase, shift in (("ED", 0.0), ("ES", 1.0)):
+        image = write_nifti(root / "inputs" / f"patient01_{phase}.nii.gz", phantom(shift=shift), AFFINE)
+        labels = np.zeros(SHAPE, np.uint8)
+        labels[14:18, 8:12, 3:9] = 3
+        labels[8:12, 8:12, 3:9] = 1
+        write_nifti(out / f"patient01_{phase}_seg.nii.gz", labels, AFFINE)
+        report["cases"][f"patient01_{phase}"] = {"input": str(image.resolve()), "status": "done", "output": f"patient01_{phase}_seg.nii.gz", "patient": "patient01"}
+    report["cases"]["patient01_ES"]["uncertainty"] = {"score": 0.31, "threshold": 0.2}
+    report["cases"]["patient01_ED"]["qc"] = {"passed": True}
+    report["cases"]["patient01_ED"]["outputs"] = {"dicom_seg": "patient01_ED_seg.dcm"}
+    (out / "patient01_ED_seg.dcm").write_bytes(b"DICM placeholder")
+    report["patients"] = {"patient01": {"cardiac_function": {"LVEDV_ml": 152.4, "LVESV_ml": 61.0, "LVEF_percent": 60.0, "RVEDV_ml": 160.2, "RVESV_ml": 75.5, "RVEF_percent": 52.9, "LV_mass_g": 110.3, "ed_case": "patient01_ED", "es_case": "patient01_ES"}}}
+    write_json(out / "report.json", report)
+    return out
+
+
+MNMS2_SAX = SHARED_DATA / "cardiac_multiview" / "cinema_examples" / "mnms2" / "sax_ed.nii.gz"
+
+
+def oblique_sax() -> tuple[np.ndarray, np.ndarray, str]:
+    """(array, affine, file name) of an oblique short-axis stack: the M&Ms-2 example when present,
+    else a generated one (1 x 1 x 10 mm, tilted 30 and 40 degrees like a cardiac plan)."""
+    if MNMS2_SAX.is_file():
+        import nibabel as nib
+
+        image = nib.load(str(MNMS2_SAX))
+        return np.asarray(image.dataobj, dtype=np.float32), image.affine, "sax_ed.nii.gz"
+    affine = oblique_affine(spacing=(1.0, 1.0, 10.0), angles_deg=(30.0, -20.0, 40.0))
+    i, j = np.meshgrid(np.arange(128), np.arange(128), indexing="ij")
+    disc = ((i - 64) ** 2 + (j - 60) ** 2 <= 400)[..., None] & np.ones(10, bool)
+    return (200.0 + 600.0 * disc).astype(np.float32), affine, "sax_generated.nii.gz"
+
+
+def make_oblique(root: Path) -> Path:
+    """A segment result on an oblique short-axis stack: an LV disc in every slice, centred in-plane."""
+    out = root / "oblique"
+    array, affine, name = oblique_sax()
+    image = write_nifti(root / "inputs" / name, array, affine)
+    labels = np.zeros(array.shape, np.uint8)
+    ni, nj = array.shape[:2]
+    i, j = np.meshgrid(np.arange(ni), np.arange(nj), indexing="ij")
+    disc = (i - ni // 2) ** 2 + (j - nj // 2) ** 2 <= (min(ni, nj) // 12) ** 2
+    labels[disc, 2 : array.shape[2] - 2] = 3
+    case = name.split(".")[0]
+    write_nifti(out / f"{case}_seg.nii.gz", labels, affine)
+    report = new_report("segment", [image], {"model": "unet-test-v2"})
+    report.update(labels={"1": "RV", "2": "MYO", "3": "LV"}, cases={case: {"input": str(image.resolve()), "status": "done", "output": f"{case}_seg.nii.gz"}})
+    write_json(out / "report.json", report)
+    return out

@@ -49,6 +49,17 @@ def test_result_folders_are_recognised_by_report_kind(tmp_path: Path) -> None:
         of_kind(results, "register")[0].file("../../../etc/passwd")
 
 
+def test_model_sha256_is_declared_or_hashed_from_the_checkpoint(tmp_path: Path) -> None:
+    from medsuite.viewer.results import model_sha256
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    assert model_sha256({"model_sha256": "cd" * 32, "parameters": {"model": str(checkpoint)}}) == "cd" * 32
+    assert model_sha256({"parameters": {"model": str(checkpoint)}}) == sha256_file(checkpoint)
+    assert model_sha256({"parameters": {"model": "/etc/passwd"}}) is None  # only checkpoint files are hashed
+    assert model_sha256({"parameters": {"model": "unet-test-v2"}}) is None
+
+
 def test_model_version_prefers_the_model_over_the_software() -> None:
     assert model_version({"model_version": "girnet-2"}) == "girnet-2"
     assert model_version({"parameters": {"checkpoint": "/m/best.pt"}}) == "/m/best.pt"
@@ -58,23 +69,26 @@ def test_model_version_prefers_the_model_over_the_software() -> None:
 def test_review_log_appends_one_traceable_line_per_decision(tmp_path: Path) -> None:
     output = tmp_path / "mask.nii.gz"
     output.write_bytes(b"mask bytes")
-    first = append_review(tmp_path, case="c1", output=output, model_version="unet-1", reviewer=" Dr Lee ", decision="approve", comment="good")
-    append_review(tmp_path, case="c2", output=output, model_version="unet-1", reviewer="Dr Lee", decision="needs-edit")
+    first = append_review(tmp_path, case="c1", output=output, model_version="unet-1", model_sha256="ab" * 32, reviewer=" Dr Lee ", decision="approve", comment="good")
+    append_review(tmp_path, case="c2", output=output, model_version="unet-1", model_sha256=None, reviewer="Dr Lee", decision="needs-edit")
     lines = (tmp_path / "reviews.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0]) == first
     assert first["output_sha256"] == sha256_file(output) and first["reviewer"] == "Dr Lee"
-    assert first["time_utc"].endswith("+00:00") and first["decision"] == "approve"
+    assert first["time_utc"].endswith("+00:00") and first["decision"] == "approve" and first["model_sha256"] == "ab" * 32
     assert [r["case"] for r in read_reviews(tmp_path)] == ["c1", "c2"]
     with pytest.raises(MedsuiteError, match="not a review decision"):
-        append_review(tmp_path, case="c", output=output, model_version="m", reviewer="x", decision="maybe")
-    with pytest.raises(MedsuiteError, match="reviewer"):
-        append_review(tmp_path, case="c", output=output, model_version="m", reviewer="  ", decision="reject")
+        append_review(tmp_path, case="c", output=output, model_version="m", model_sha256=None, reviewer="x", decision="maybe")
+    with pytest.raises(MedsuiteError, match="Decision: is not chosen"):
+        append_review(tmp_path, case="c", output=output, model_version="m", model_sha256=None, reviewer="x", decision=None)
+    with pytest.raises(MedsuiteError, match="Reviewer"):
+        append_review(tmp_path, case="c", output=output, model_version="m", model_sha256=None, reviewer="  ", decision="reject")
     assert len(read_reviews(tmp_path)) == 2
 
 
 def test_view_binds_localhost_unless_told(tmp_path: Path) -> None:
     argv = streamlit_command(Path("app.py"), 9000, "127.0.0.1")
-    assert argv[1:4] == ["-m", "streamlit", "run"]
+    assert argv[1:4] == ["-m", "medsuite.viewer.serve", "run"]  # Streamlit's CLI, page modules pre-imported
+    assert argv[argv.index("--server.maxUploadSize") + 1] == "256"
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[argv.index("--server.port") + 1] == "9000"
     from medsuite.cli import _build

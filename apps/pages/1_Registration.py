@@ -8,15 +8,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # viewer_ui, also under AppTest
 
-import streamlit as st  # noqa: E402
-import viewer_ui as ui  # noqa: E402
+import numpy as np
+import streamlit as st
+import viewer_ui as ui
 
-from medsuite.errors import MedsuiteError  # noqa: E402
-from medsuite.viewer.compare import compare_grey, flicker_png  # noqa: E402
-from medsuite.viewer.deformation import jacobian_rgb  # noqa: E402
-from medsuite.viewer.slicing import PLANES, plane_slice, slice_index  # noqa: E402
-from medsuite.viewer.views import finish_view, grid_view, render_view  # noqa: E402
-from medsuite.viewer.windowing import apply_window, grey_to_rgb  # noqa: E402
+from medsuite.errors import MedsuiteError
+from medsuite.viewer.compare import compare_grey, flicker_png
+from medsuite.viewer.deformation import jacobian_rgb
+from medsuite.viewer.planes import panels_for
+from medsuite.viewer.slicing import plane_slice, slice_index
+from medsuite.viewer.views import finish_view, grid_view, render_view
+from medsuite.viewer.windowing import apply_window, grey_to_rgb
 
 MODES = ("Side by side", "Checkerboard", "Difference", "Fade", "Flicker", "Deformation grid", "Jacobian", "Lesion & inpainted")
 
@@ -28,8 +30,8 @@ ui.energy_caption(result.report)
 report, outputs = result.report, result.report.get("outputs", {})
 try:
     inputs = [item["path"] for item in report.get("inputs", [])]
-    fixed_path = Path(report.get("fixed") or inputs[0])
-    moving_path = Path(report.get("moving") or inputs[1])
+    fixed_path = result.input_file(report.get("fixed") or inputs[0])
+    moving_path = result.input_file(report.get("moving") or inputs[1])
     warped_path = result.file(outputs["warped"])
     fixed, moving, warped = ui.load(fixed_path), ui.load(moving_path), ui.load(warped_path)
     if warped.array.shape != fixed.array.shape:
@@ -41,7 +43,7 @@ except (MedsuiteError, KeyError, IndexError) as exc:
 preset = ui.window_controls("reg")
 level, width = ui.window(fixed_path, preset)
 m_level, m_width = ui.window(moving_path, preset)
-ddf_path = result.file(outputs["ddf"]) if outputs.get("ddf") else None
+ddf_path = ui.result_file(result, outputs.get("ddf"))
 jacobian, folding = ui.jacobian_of(result, ddf_path) if ddf_path and ddf_path.is_file() else (None, None)
 
 cols = st.columns(4)
@@ -50,13 +52,15 @@ cols[1].metric("Lesion volume", f"{report['lesion_volume_ml']:.2f} ml" if report
 cols[2].metric("Registration time", f"{report['seconds']:.1f} s" if report.get("seconds") is not None else "n/a")
 cols[3].metric("Fixed voxel size", "×".join(f"{s:.3g}" for s in fixed.spacing) + " mm")
 
-voxel = ui.crosshair_controls("reg", fixed)
+panels = panels_for(fixed.spacing)
+voxel = ui.crosshair_controls("reg", fixed, start=ui.start_voxel(fixed_path), showing=str(result.path))
 st.caption("Fixed image · " + ui.crosshair_caption(fixed, voxel))
-ui.tri_planar("reg", fixed, voxel, level, width)
+ui.tri_planar("reg", fixed, voxel, level, width, panels)
 
 st.subheader("Compare")
 left, right = st.columns([1, 3])
-plane = left.radio("Plane", PLANES, key="reg_plane")
+titles = {p.title: p.plane for p in panels}
+plane = titles[left.radio("Plane", list(titles), key="reg_plane")]
 mode = left.radio("View", MODES, key="reg_mode")
 index = slice_index(plane, voxel)
 
@@ -74,8 +78,9 @@ with right:
     if mode == "Side by side":
         mv = ui.world_matched_voxel(fixed, voxel, moving)
         labels_name = outputs.get("warped_labels")
-        show_labels = bool(labels_name) and left.checkbox("Warped labels on the warped image", value=True, key="reg_labels")
-        warped_labels = ui.load_labels(result.file(labels_name)) if show_labels else None
+        show_labels = bool(labels_name) and left.checkbox("Warped labels on the warped image", value=False, key="reg_labels")
+        labels_path = ui.result_file(result, labels_name) if show_labels else None
+        warped_labels = ui.load_labels(labels_path) if labels_path else None
         if warped_labels is not None and warped_labels.shape != warped.array.shape:
             st.warning("warped_labels is not on the fixed grid; not shown")
             warped_labels = None
@@ -88,6 +93,10 @@ with right:
             with col:
                 ui.show_image(rgb, title)
         snapshot = panels[2][1]
+        if warped_labels is not None:
+            legend = [{"colour": ui.colour_swatch(int(v)), "label": int(v)} for v in np.unique(warped_labels) if v > 0]
+            st.dataframe(legend, hide_index=True, column_config={"colour": st.column_config.ImageColumn("colour", width="small")})
+            st.caption("Warped labels: the moving image's labels carried by the deformation onto the fixed grid.")
     elif mode in ("Checkerboard", "Difference", "Fade"):
         if mode == "Checkerboard":
             tiles = left.slider("Tiles", 2, 16, 8, key="reg_tiles")
@@ -123,15 +132,16 @@ with right:
             ui.show_image(snapshot, f"det J: blue < 1 (contraction), white = 1, red > 1 (expansion), green = folding (≤ 0); this slice {det.min():.2f} to {det.max():.2f}")
     else:
         lesion_name, inpaint_name = outputs.get("lesion_mask"), outputs.get("inpainted")
-        lesion = ui.load(result.file(lesion_name)).array if lesion_name and result.file(lesion_name).is_file() else None
+        lesion_path, inpaint_path = ui.result_file(result, lesion_name), ui.result_file(result, inpaint_name)
+        lesion = ui.load(lesion_path).array if lesion_path else None
         if lesion is not None and lesion.shape != warped.array.shape:
             st.warning("The lesion mask is not on the fixed grid; shown without overlay")
             lesion = None
         opacity = left.slider("Lesion opacity", 0.0, 1.0, 0.4, 0.05, key="reg_lesion_opacity")
         outline = left.checkbox("Outline only", key="reg_lesion_outline")
         panels = [("Warped + GIRNet lesion mask", render_view(warped.array, warped.spacing, plane, voxel, level, width, labels=None if lesion is None else (lesion > 0.5).astype("uint8"), opacity=opacity, outline=outline))]
-        if inpaint_name and result.file(inpaint_name).is_file():
-            inpainted = ui.load(result.file(inpaint_name))
+        if inpaint_path:
+            inpainted = ui.load(inpaint_path)
             iv = ui.world_matched_voxel(fixed, voxel, inpainted)
             panels.append(("Inpainted (lesion replaced by healthy-looking tissue)", render_view(inpainted.array, inpainted.spacing, plane, iv, level, width)))
         for col, (title, rgb) in zip(st.columns(len(panels)), panels):
@@ -144,8 +154,8 @@ d1, d2, d3 = st.columns(3)
 with d1:
     ui.download_file("Warped image (NIfTI)", warped_path, "reg_dl_warped")
 with d2:
-    if outputs.get("lesion_mask"):
-        ui.download_file("Lesion mask (NIfTI)", result.file(outputs["lesion_mask"]), "reg_dl_lesion")
+    if ui.result_file(result, outputs.get("lesion_mask")):
+        ui.download_file("Lesion mask (NIfTI)", ui.result_file(result, outputs["lesion_mask"]), "reg_dl_lesion")
 with d3:
     if snapshot is not None:
         ui.download_png("Snapshot of this view (PNG)", snapshot, f"{result.path.name}_{plane}_{mode.replace(' ', '_').lower()}.png", "reg_dl_png")

@@ -8,15 +8,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # viewer_ui, also under AppTest
 
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-import viewer_ui as ui  # noqa: E402
-from PIL import Image  # noqa: E402
+import concept_charts
+import streamlit as st
+import viewer_ui as ui
 
-from medsuite.errors import MedsuiteError  # noqa: E402
-from medsuite.viewer.slicing import PLANES  # noqa: E402
-from medsuite.viewer.views import render_view  # noqa: E402
-from medsuite.viewer.windowing import auto_window  # noqa: E402
+from medsuite.errors import MedsuiteError
+from medsuite.viewer.slicing import PLANES
+from medsuite.viewer.views import render_view
+from medsuite.viewer.windowing import auto_window
 
 try:  # the concepts pipeline's bottleneck recomputation; the page still explains without it
     from medsuite.concepts import intervene
@@ -35,7 +34,7 @@ result = ui.pick_result("classify", root)
 if result is None:
     st.stop()
 ui.energy_caption(result.report)
-cases = {name: entry for name, entry in (result.report.get("cases") or {}).items() if entry.get("prediction")}
+cases = {name: entry for name, entry in result.cases.items() if isinstance(entry.get("prediction"), str)}
 if not cases:
     st.warning(f"{result.path}/report.json lists no classified case")
     st.stop()
@@ -79,10 +78,10 @@ if corrections:
 
 left, right = st.columns(2)
 left.subheader("Class probabilities")
-left.bar_chart({"class": list(shown["probabilities"]), "probability": list(shown["probabilities"].values())}, x="class", y="probability", horizontal=True)
+left.altair_chart(concept_charts.probabilities(shown["probabilities"], winner), width="stretch")
 right.subheader(f"Concept contributions to “{winner}”")
 ranked = sorted(shown["concepts"], key=lambda c: -abs(c["contributions"][winner]))
-right.bar_chart({"concept": [c["name"] for c in ranked], "contribution": [c["contributions"][winner] for c in ranked]}, x="concept", y="contribution", horizontal=True, sort=False)
+right.altair_chart(concept_charts.contributions(ranked, winner), width="stretch")
 st.dataframe(
     [{"concept": c["name"], "modality": c.get("modality", ""), "score": c["score"], **{f"→ {cls}": c["contributions"][cls] for cls in shown["classes"]}} for c in ranked],
     hide_index=True,
@@ -90,23 +89,30 @@ st.dataframe(
 
 st.subheader("Images")
 images = prediction.get("images") or {}
+if not images:
+    st.info("This prediction names no images.")
 for modality, paths in images.items():
-    st.markdown(f"**{modality}**")
-    cols = st.columns(min(4, max(1, len(paths))))
+    st.markdown(f"**{ui.plain(modality)}**")
+    paths = paths if isinstance(paths, list) else [paths]
+    cols = st.columns(4)  # a fixed grid: one picture is not blown up to the page width
     for n, item in enumerate(paths):
-        path = Path(item) if Path(item).is_absolute() else prediction_path.parent / item
         with cols[n % len(cols)]:
             try:
+                path = result.input_file(str(item), base=prediction_path.parent)
                 if path.suffix.lower() in PICTURE_SUFFIXES:
-                    ui.show_image(np.asarray(Image.open(path).convert("RGB")), path.name)
+                    ui.show_image(ui.picture(path), f"{path.parent.name}/{path.name}")
                 else:
                     vol = ui.load(path)
                     middle = tuple(s // 2 for s in vol.array.shape[:3])
                     ui.show_image(render_view(vol.array, vol.spacing, PLANES[0], middle, *auto_window(vol.array), crosshair=False), path.name)
             except (MedsuiteError, OSError) as exc:
-                st.warning(f"{path.name}: cannot show ({exc})")
+                st.warning(f"{Path(str(item)).name}: cannot show ({exc.line() if isinstance(exc, MedsuiteError) else exc.__class__.__name__})")
 
 st.subheader("Downloads")
-if corrections:
-    st.download_button("Corrected prediction (JSON)", json.dumps(shown, indent=2), file_name=f"{case}_intervened.json", mime="application/json", key="concept_dl_pred")
+d1, d2 = st.columns(2)
+d1.download_button("Prediction (JSON)", json.dumps(shown if corrections else prediction, indent=2), file_name=f"{case}_{'intervened' if corrections else 'prediction'}.json", mime="application/json", key="concept_dl_pred")
+with d2:
+    figure = ui.result_file(result, cases[case].get("explanation"))
+    if figure:
+        ui.download_file("Explanation figure (PNG)", figure, "concept_dl_figure")
 ui.review_form(root, result, case, prediction_path, "concept")

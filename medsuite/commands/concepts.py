@@ -91,9 +91,11 @@ def train(
 
 
 def run_demo(out_dir: Path, console: Console) -> None:
-    """Six synthetic patients (one with ultrasound only) classified by the shipped model, with one intervention."""
+    """Six synthetic patients (one with ultrasound only) classified by the shipped model, with one intervention.
+
+    The cases are written to OUT/concepts_inputs/ (not a temporary folder): the report and each
+    prediction.json name their images, which the viewer shows from there."""
     import shutil
-    import tempfile
 
     import numpy as np
 
@@ -101,16 +103,17 @@ def run_demo(out_dir: Path, console: Console) -> None:
     from medsuite.concepts.infer import classify_cases
 
     target = out_dir / "concepts"
+    inputs = out_dir / "concepts_inputs"
+    shutil.rmtree(inputs, ignore_errors=True)  # the demo's own generated cases, rewritten each run
     vocabulary = load_vocabulary()
-    with tempfile.TemporaryDirectory() as tmp:
-        cohort = generate_cohort(vocabulary, 12, seed=4242)
-        picked = [int(i) for k in range(3) for i in (cohort.labels == k).nonzero()[0][:2]]
-        cases = write_cohort(cohort.subset(np.array(picked)), Path(tmp) / "cases")
-        only_us = sorted(cases.iterdir())[-1]
-        for modality in ("FA", "ICGA"):
-            shutil.rmtree(only_us / modality)
-        code = classify_cases([cases], target, quiet=True)
-        truth = {p.name: (p / "label.txt").read_text().strip() for p in cases.iterdir()}
+    cohort = generate_cohort(vocabulary, 12, seed=4242)
+    picked = [int(i) for k in range(3) for i in (cohort.labels == k).nonzero()[0][:2]]
+    cases = write_cohort(cohort.subset(np.array(picked)), inputs / "cases")
+    only_us = sorted(cases.iterdir())[-1]
+    for modality in ("FA", "ICGA"):
+        shutil.rmtree(only_us / modality)
+    code = classify_cases([cases], target, quiet=True)
+    truth = {p.name: (p / "label.txt").read_text().strip() for p in cases.iterdir()}
     if code:
         raise RuntimeError(f"classify failed on some demo cases (see {target / 'errors.tsv'})")
     predictions = {name: json.loads((target / name / "prediction.json").read_text()) for name in sorted(truth)}

@@ -125,6 +125,25 @@ def _discover_choroid(card: DataCard, root: Path) -> list[Record]:
     return [choroid_record(patient, card.acquisition.modalities) for patient in sorted(p for p in root.iterdir() if p.is_dir())]
 
 
+def _discover_corrections(card: DataCard, root: Path) -> list[Record]:
+    """Cases a reviewer corrected in the viewer: in every segment result under ``root``, the image a
+    case's report entry names and the ``<case>_corrected.nii.gz`` saved beside its report."""
+    records = []
+    for report_path in sorted({*root.glob("report.json"), *root.glob("*/report.json"), *root.glob("*/*/report.json")}):
+        try:
+            report = json.loads(report_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or report.get("kind") != "segment":
+            continue
+        for case, entry in sorted((report.get("cases") or {}).items()):
+            corrected = report_path.parent / f"{case}_corrected.nii.gz"
+            if corrected.is_file() and isinstance(entry, dict) and entry.get("input") and Path(entry["input"]).exists():
+                patient = entry.get("patient") or _patient_of(case, card.layout.patient_regex, case)
+                records.append({"patient": str(patient), "case": case, IMAGE: str(entry["input"]), LABEL: str(corrected)})
+    return records
+
+
 DISCOVERERS: dict[str, Callable[[DataCard, Path], list[Record]]] = {
     "acdc_h5": _discover_acdc_h5,
     "acdc_nifti": _discover_acdc_nifti,
@@ -133,6 +152,7 @@ DISCOVERERS: dict[str, Callable[[DataCard, Path], list[Record]]] = {
     "cinema_nifti": _discover_cinema_nifti,
     "dicom_exam": _discover_dicom_exam,
     "choroid_folders": _discover_choroid,
+    "corrections": _discover_corrections,
 }
 
 

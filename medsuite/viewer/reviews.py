@@ -21,20 +21,26 @@ def append_review(
     case: str,
     output: str | Path,
     model_version: str,
+    model_sha256: str | None,
     reviewer: str,
-    decision: str,
+    decision: str | None,
     comment: str = "",
 ) -> dict[str, Any]:
-    """Append a decision about ``output`` (hashed, so a later edit of the file is detectable) and return it."""
+    """Append a decision about ``output`` and return it. The output is hashed (a later edit of the
+    file is detectable) and the model's sha256 recorded, so each decision names exactly what was
+    reviewed. There is no default decision: ``None`` is refused like an unknown word."""
+    if decision is None:
+        raise MedsuiteError("Decision", "is not chosen", f"choose {', '.join(DECISIONS)} before recording")
     if decision not in DECISIONS:
         raise MedsuiteError(decision, "is not a review decision", f"choose one of {', '.join(DECISIONS)}")
     if not reviewer.strip():
-        raise MedsuiteError("reviewer", "is empty", "type your name so the decision can be traced")
+        raise MedsuiteError("Reviewer", "is empty", "type your name so the decision can be traced")
     entry = {
         "case": case,
         "output": str(output),
         "output_sha256": sha256_file(output),
         "model_version": model_version,
+        "model_sha256": model_sha256,
         "reviewer": reviewer.strip(),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "decision": decision,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+from skimage.filters import threshold_otsu
 from skimage.transform import resize
 
 from medsuite.io import Volume
@@ -132,3 +133,23 @@ def draw_crosshair(rgb: np.ndarray, pixel: tuple[int, int], colour: tuple[int, i
 
 def slice_index(plane: str, voxel: tuple[int, int, int]) -> int:
     return voxel[_PLANE_AXES[plane][0]]
+
+
+def centre_voxel(labels: np.ndarray | None, image: np.ndarray) -> tuple[int, int, int]:
+    """Where the crosshair starts: the centre of the mask's bounding box, else of the content
+    (voxels above the image's Otsu threshold), else the middle of the volume."""
+    shape = image.shape[:3]
+    for region in ((labels > 0) if labels is not None else None, _content(image)):
+        if region is not None and region.any():
+            bounds = [np.flatnonzero(region.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+            return tuple(int((b[0] + b[-1]) // 2) for b in bounds)  # type: ignore[return-value]
+    return tuple(n // 2 for n in shape)  # type: ignore[return-value]
+
+
+def _content(image: np.ndarray) -> np.ndarray | None:
+    array = np.asarray(image)[..., 0] if np.asarray(image).ndim > 3 else np.asarray(image)
+    sample = array[::4, ::4, ::2]
+    if not np.isfinite(sample).all() or sample.min() == sample.max():
+        return None
+    region = array > threshold_otsu(sample)
+    return region if region.any() and not region.all() else None
