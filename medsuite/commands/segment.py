@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import evaluate_app, train_app
+from medsuite.export.formats import OUTPUT_FORMAT_HELP, OutputFormat
 
 DEMO_ORDER = 20
 
@@ -15,11 +16,12 @@ DEMO_ORDER = 20
 def segment(
     inputs: list[Path] = typer.Argument(..., help="NIfTI/MHA/NRRD files, DICOM series folders, or folders of them."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: <case>_seg.nii.gz, report.json, errors.tsv."),
-    model: Path | None = typer.Option(None, "--model", help="A segmentation checkpoint (default: the shipped ACDC neU-Net)."),
+    model: Path | None = typer.Option(None, "--model", help="A segmentation checkpoint or a bundle folder from `medsuite models export` (default: the shipped ACDC neU-Net)."),
     frame: int | None = typer.Option(None, "--frame", help="Frame of a 4D cine to segment (0-based)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    output_format: list[OutputFormat] = typer.Option([OutputFormat.nifti], "--output-format", help=OUTPUT_FORMAT_HELP),
 ) -> None:
     """Segment RV, myocardium and LV in short-axis cine MR; masks keep each input's affine and shape."""
     import torch
@@ -28,7 +30,7 @@ def segment(
     from medsuite.segmentation.infer import segment_batch
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet)
+    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet, output_formats=output_format)
     raise typer.Exit(code)
 
 

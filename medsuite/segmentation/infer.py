@@ -15,7 +15,7 @@ from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 from medsuite.batch import Case, find_cases, run_batch
 from medsuite.checkpoints import load_checkpoint
 from medsuite.errors import MedsuiteError
-from medsuite.io import Volume, read_3d, write_json, write_nifti
+from medsuite.io import Volume, read_3d, write_json
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import resize_images
@@ -74,10 +74,6 @@ def label_volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
     return {name: round(float(counts[value]) * voxel_ml, 3) for value, name in LABELS.items()}
 
 
-def output_of(out_dir: Path, case: Case) -> Path:
-    return out_dir / f"{case.name}_seg.nii.gz"
-
-
 def segment_batch(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -87,14 +83,22 @@ def segment_batch(
     resume: bool = False,
     device: str = "cpu",
     quiet: bool = False,
+    output_formats: Sequence[str] | None = None,
 ) -> int:
-    """Segment every case; returns the exit code (0 all done, 1 some case failed)."""
+    """Segment every case; returns the exit code (0 all done, 1 some case failed).
+
+    ``output_formats`` adds DICOM-SEG / RTSTRUCT beside the NIfTI mask (medsuite.export.formats)."""
+    from medsuite.export.formats import output_names, resolve_formats
+    from medsuite.export.masks import algorithm_for, refuse_dicom_formats_without_dicom, write_mask_outputs
+
+    refuse_dicom_formats_without_dicom(inputs, output_formats)
     out_dir = Path(out_dir)
     # masks this job wrote earlier into an input folder are outputs, not new cases
     cases = [c for c in find_cases(inputs) if not (c.name.endswith("_seg") and c.path.parent.resolve() == out_dir.resolve())]
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
     segmenter = Segmenter(checkpoint, device=device)
+    algorithm = algorithm_for(segmenter.config.model.name, segmenter.path)
     examples: list[torch.Tensor] = []  # the first case's middle slice: spiking models' energy depends on real data
 
     def process(case: Case) -> dict[str, Any]:
@@ -102,11 +106,11 @@ def segment_batch(
         labels = segmenter(vol)
         if not examples:
             examples.append(segmenter.network_input(vol))
-        target = write_nifti(output_of(out_dir, case), labels, vol.affine, inputs=[case.path])
-        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
+        outputs = write_mask_outputs(labels, vol, out_dir, f"{case.name}_seg", formats=output_formats, labels=LABELS, algorithm=algorithm, inputs=[case.path])
+        return {"output": outputs["nifti"], "outputs": outputs, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
 
-    parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
-    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet)
+    parameters = {"model": str(segmenter.path), "frame": frame, "output_formats": [f.value for f in resolve_formats(output_formats)], "device": device, "image_size": list(segmenter.config.data.image_size)}
+    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [out_dir / n for n in output_names(f"{c.name}_seg", resolve_formats(output_formats)).values()], command="segment", parameters=parameters, resume=resume, quiet=quiet)
     report = json.loads((out_dir / "report.json").read_text())
     report["labels"] = {str(k): v for k, v in LABELS.items()}
     report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}

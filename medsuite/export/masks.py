@@ -1,0 +1,60 @@
+"""The one call an inference command makes where it writes a mask: NIfTI, then the DICOM formats asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medsuite.export.dicom_seg import Algorithm, write_dicom_seg
+from medsuite.export.formats import OutputFormat, output_names, resolve_formats
+from medsuite.export.rtstruct import write_rtstruct
+from medsuite.export.source import source_series
+from medsuite.errors import MedsuiteError
+from medsuite.io import Volume, ensure_not_input, image_kind, sha256_file, write_nifti
+
+
+def algorithm_for(name: str, model: Path | None) -> Algorithm:
+    """The model behind a mask; a bundle folder is identified by its weights file."""
+    if model is None:
+        return Algorithm(name=name, model_file="none", model_sha256="none")
+    weights = model / "models" / "model.pt" if model.is_dir() else model
+    return Algorithm(name=name, model_file=model.name, model_sha256=sha256_file(weights))
+
+
+def write_mask_outputs(
+    mask: np.ndarray,
+    source: Volume,
+    out_dir: Path,
+    stem: str,
+    *,
+    formats: Sequence[OutputFormat | str] | None,
+    labels: dict[int, str],
+    algorithm: Algorithm,
+    inputs: Iterable[str | Path] = (),
+) -> dict[str, str]:
+    """Write ``mask`` (on ``source``'s grid) as ``<stem>.nii.gz`` and, when asked, ``<stem>.seg.dcm`` and
+    ``<stem>.rtstruct.dcm``; returns the file names under report.json's keys (nifti, dicom_seg, rtstruct).
+
+    A DICOM format asked of a non-DICOM input is refused before anything is written.
+    """
+    chosen = resolve_formats(formats)
+    names = output_names(stem, chosen)
+    inputs = list(inputs)
+    for name in names.values():
+        ensure_not_input(out_dir / name, inputs)
+    series = source_series(source) if len(chosen) > 1 else None
+    write_nifti(out_dir / names["nifti"], mask, source.affine, inputs=inputs)
+    if OutputFormat.dicom_seg in chosen:
+        write_dicom_seg(out_dir / names["dicom_seg"], mask, series, labels, algorithm)
+    if OutputFormat.rtstruct in chosen:
+        write_rtstruct(out_dir / names["rtstruct"], mask, series, source.affine, labels, algorithm)
+    return names
+
+
+def refuse_dicom_formats_without_dicom(inputs: Iterable[str | Path], formats: Sequence[OutputFormat | str] | None) -> None:
+    """A usage error, before any model runs, when DICOM outputs are asked of inputs none of which is DICOM."""
+    dicom_formats = [f.value for f in resolve_formats(formats) if f is not OutputFormat.nifti]
+    if dicom_formats and not any(Path(p).is_dir() or image_kind(Path(p)) == "dicom" for p in inputs):
+        raise MedsuiteError(", ".join(map(str, inputs)), f"{' and '.join(dicom_formats)} need a DICOM series input", "give DICOM series folders or use --output-format nifti")

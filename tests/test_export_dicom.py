@@ -1,0 +1,143 @@
+"""DICOM-SEG and RTSTRUCT of `segment` on a DICOM series written from an oblique NIfTI: read back by highdicom /
+pydicom, placed by their own geometry, they equal the NIfTI mask; references point into the source series."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from skimage.draw import polygon2mask
+
+from medsuite.errors import MedsuiteError
+from medsuite.io import LPS_TO_RAS, sha256_file, write_nifti
+from medsuite.segmentation.infer import DEFAULT_CHECKPOINT, segment_batch
+from medsuite.segmentation.synthetic import synthetic_short_axis
+from tests.dicom_series import write_dicom_series
+
+LABELS = {1: "RV", 2: "Myo", 3: "LV"}
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    """The phantom as a DICOM series, segmented by the shipped model into all three formats."""
+    root = tmp_path_factory.mktemp("dicom_export")
+    vol, _ = synthetic_short_axis(shape=(96, 88, 6))
+    files = write_dicom_series(vol.array, vol.affine, root / "series")
+    assert segment_batch([root / "series"], root / "out", output_formats=["all"], quiet=True) == 0
+    report = json.loads((root / "out" / "report.json").read_text())
+    outputs = report["cases"]["series"]["outputs"]
+    nifti = nib.load(str(root / "out" / outputs["nifti"]))
+    return {"root": root, "vol": vol, "files": files, "outputs": outputs, "mask": np.asarray(nifti.dataobj), "affine": nifti.affine, "report": report}
+
+
+def test_report_names_every_output(segmented):
+    assert segmented["outputs"] == {"nifti": "series_seg.nii.gz", "dicom_seg": "series_seg.seg.dcm", "rtstruct": "series_seg.rtstruct.dcm"}
+    assert set(np.unique(segmented["mask"])) == {0, 1, 2, 3}  # the shipped model finds all three structures
+
+
+def test_seg_placed_by_its_own_geometry_equals_the_nifti_mask(segmented):
+    seg = hd.seg.segread(segmented["root"] / "out" / segmented["outputs"]["dicom_seg"])
+    volume = seg.get_volume(combine_segments=True)  # (slice, row, column) with an LPS affine of its own
+    mask, affine = segmented["mask"], segmented["affine"]
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in mask.shape], indexing="ij"), -1).reshape(-1, 3)
+    world_lps = (LPS_TO_RAS @ affine @ np.c_[ijk, np.ones(len(ijk))].T).T
+    seg_index = (np.linalg.inv(volume.affine) @ world_lps.T).T[:, :3]
+    assert np.abs(seg_index - np.round(seg_index)).max() < 1e-3  # the SEG's grid is the source grid
+    seg_index = np.round(seg_index).astype(int)
+    inside = np.all((seg_index >= 0) & (seg_index < volume.array.shape), axis=1)
+    placed = np.zeros(len(ijk), np.uint8)  # frames highdicom omitted (empty slices) read as background
+    placed[inside] = volume.array[tuple(seg_index[inside].T)]
+    np.testing.assert_array_equal(placed.reshape(mask.shape), mask)
+
+
+def test_seg_references_the_source_series_and_is_coded(segmented):
+    seg = pydicom.dcmread(segmented["root"] / "out" / segmented["outputs"]["dicom_seg"])
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in segmented["files"]]
+    source_uids = {str(s.SOPInstanceUID) for s in sources}
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    per_frame = {str(src.ReferencedSOPInstanceUID) for f in seg.PerFrameFunctionalGroupsSequence for d in f.DerivationImageSequence for src in d.SourceImageSequence}
+    assert referenced and per_frame and referenced <= source_uids and per_frame <= source_uids
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID and seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert seg.SeriesInstanceUID != sources[0].SeriesInstanceUID and str(seg.SOPInstanceUID) not in source_uids
+    described = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
+    assert sorted(described) == [1, 2, 3]
+    assert [described[n].SegmentedPropertyTypeCodeSequence[0].CodeValue for n in (1, 2, 3)] == ["53085002", "49848007", "87878005"]
+    assert {s.SegmentedPropertyCategoryCodeSequence[0].CodeValue for s in described.values()} == {"91723000"}
+    algorithm = described[1].SegmentationAlgorithmIdentificationSequence[0]
+    params = dict(p.split("=", 1) for p in algorithm.AlgorithmParameters.split(","))
+    assert algorithm.AlgorithmName == "neunet" and algorithm.AlgorithmVersion.startswith("medsuite ")
+    assert params["model_sha256"] == sha256_file(DEFAULT_CHECKPOINT)
+
+
+def _rasterise(rtstruct: pydicom.Dataset, affine: np.ndarray, shape: tuple[int, ...], uid_to_k: dict[str, int]) -> np.ndarray:
+    """Contours back to a label volume: world points -> (i, j) on their slice, nested contours combined even-odd."""
+    to_index = np.linalg.inv(LPS_TO_RAS @ affine)
+    labels = np.zeros(shape, np.uint8)
+    for roi in rtstruct.ROIContourSequence:
+        layer = np.zeros(shape, bool)
+        for contour in roi.ContourSequence:
+            k = uid_to_k[str(contour.ContourImageSequence[0].ReferencedSOPInstanceUID)]
+            points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+            index = (to_index @ np.c_[points, np.ones(len(points))].T).T
+            assert np.allclose(index[:, 2], k, atol=1e-3)  # each contour lies in its slice's plane
+            layer[:, :, k] ^= polygon2mask(shape[:2], index[:, :2])
+        labels[layer] = int(roi.ReferencedROINumber)
+    return labels
+
+
+def test_rtstruct_contours_rasterise_back_to_the_mask(segmented):
+    rt = pydicom.dcmread(segmented["root"] / "out" / segmented["outputs"]["rtstruct"])
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in segmented["files"]]
+    mask, affine = segmented["mask"], segmented["affine"]
+    to_index = np.linalg.inv(LPS_TO_RAS @ affine)
+    uid_to_k = {str(s.SOPInstanceUID): int(round((to_index @ [*map(float, s.ImagePositionPatient), 1])[2])) for s in sources}
+    back = _rasterise(rt, affine, mask.shape, uid_to_k)
+    for value, name in LABELS.items():
+        dice = 2 * np.sum((back == value) & (mask == value)) / (np.sum(back == value) + np.sum(mask == value))
+        assert dice >= 0.95, f"{name}: Dice {dice:.3f}"
+    assert [r.ROIName for r in rt.StructureSetROISequence] == ["Right ventricle cavity", "Left ventricle myocardium", "Left ventricle cavity"]
+    series_ref = rt.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert series_ref.SeriesInstanceUID == sources[0].SeriesInstanceUID
+    assert {str(i.ReferencedSOPInstanceUID) for i in series_ref.ContourImageSequence} == set(uid_to_k)
+    assert rt.FrameOfReferenceUID == sources[0].FrameOfReferenceUID and rt.ApprovalStatus == "UNAPPROVED"
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian's dicom3tools) not installed")
+@pytest.mark.parametrize("kind", ["dicom_seg", "rtstruct"])
+def test_dciodvfy_reports_no_errors(segmented, kind):
+    result = subprocess.run(["dciodvfy", str(segmented["root"] / "out" / segmented["outputs"][kind])], capture_output=True, text=True, timeout=60)
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+    assert not errors, "\n".join(errors)
+
+
+def test_dicom_format_of_nifti_inputs_is_a_usage_error(tmp_path):
+    vol, _ = synthetic_short_axis(shape=(64, 56, 4))
+    path = write_nifti(tmp_path / "sax.nii.gz", vol.array, vol.affine)
+    with pytest.raises(MedsuiteError, match="dicom-seg need a DICOM series input; give DICOM series folders or use --output-format nifti"):
+        segment_batch([path], tmp_path / "out", output_formats=["dicom-seg"], quiet=True)
+    assert not (tmp_path / "out").exists()  # refused before any model ran
+
+
+def test_dicom_format_of_a_nifti_case_in_a_mixed_batch_fails_that_case(segmented, tmp_path):
+    from medsuite.export.masks import algorithm_for, write_mask_outputs
+
+    vol = segmented["vol"]
+    with pytest.raises(MedsuiteError, match="is not a DICOM series"):
+        write_mask_outputs(segmented["mask"], vol, tmp_path, "x", formats=["rtstruct"], labels=LABELS, algorithm=algorithm_for("neunet", None))
+    assert not list(tmp_path.iterdir())  # nothing written for that case
+
+
+def test_series_without_frame_of_reference_is_refused(tmp_path):
+    from medsuite.export.source import source_series
+    from medsuite.io import read_3d
+
+    vol, _ = synthetic_short_axis(shape=(32, 30, 3))
+    write_dicom_series(vol.array, vol.affine, tmp_path / "series", with_frame_of_reference=False)
+    with pytest.raises(MedsuiteError, match="no FrameOfReferenceUID"):
+        source_series(read_3d(tmp_path / "series"))
