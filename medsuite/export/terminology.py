@@ -44,7 +44,7 @@ _ALIASES = {
 
 def term_for(name: str) -> LabelTerm:
     """The coded meaning of a label name ('RV', 'Myo', 'LV', 'lesion' and their long forms)."""
-    key = name.strip().lower()
+    key = name.strip().lower().replace("_", " ")  # card label_map names (rv_cavity) and short ones (RV)
     key = _ALIASES.get(key, key)
     if key in _TERMS:
         return _TERMS[key]

@@ -38,8 +38,10 @@ class Segmenter:
     """A trained model loaded once; ``segmenter(volume)`` gives a uint8 label volume on the input grid."""
 
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
+        from medsuite.export.bundle import is_bundle, load_bundle  # `medsuite models export` folders
+
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        ckpt = load_checkpoint(self.path, kind="segmentation")
+        ckpt = load_bundle(self.path) if is_bundle(self.path) else load_checkpoint(self.path, kind="segmentation")
         self.config = SegmentationPipeline.model_validate(ckpt["config"])
         self.card = ckpt.get("card")
         self.model = make_model(self.config)
