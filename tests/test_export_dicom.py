@@ -141,3 +141,22 @@ def test_series_without_frame_of_reference_is_refused(tmp_path):
     write_dicom_series(vol.array, vol.affine, tmp_path / "series", with_frame_of_reference=False)
     with pytest.raises(MedsuiteError, match="no FrameOfReferenceUID"):
         source_series(read_3d(tmp_path / "series"))
+
+
+def test_cine_series_segments_the_chosen_frame_and_says_which(tmp_path):
+    vol, _ = synthetic_short_axis(shape=(64, 56, 4))
+    files = write_dicom_series(vol.array, vol.affine, tmp_path / "cine", phases=3)
+    assert segment_batch([tmp_path / "cine"], tmp_path / "no_frame", quiet=True) == 1  # phases are not slices
+    assert "is 4D (64, 56, 4, 3)" in (tmp_path / "no_frame" / "errors.tsv").read_text()
+    assert segment_batch([tmp_path / "cine"], tmp_path / "out", frame=1, quiet=True, output_formats=["all"]) == 0
+    mask = nib.load(str(tmp_path / "out" / "cine_seg.nii.gz"))
+    assert mask.shape == vol.array.shape
+    np.testing.assert_allclose(mask.affine, vol.affine, atol=1e-4)
+    phase_one = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files if f.name.startswith("IM01")}
+    seg = pydicom.dcmread(tmp_path / "out" / "cine_seg.seg.dcm")
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced and referenced <= phase_one
+    assert "cine frame 1 of 3 (trigger time 40 ms)" in seg.SeriesDescription
+    rt = pydicom.dcmread(tmp_path / "out" / "cine_seg.rtstruct.dcm")
+    contour_images = rt.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].ContourImageSequence
+    assert {str(i.ReferencedSOPInstanceUID) for i in contour_images} == phase_one

@@ -42,8 +42,9 @@ class Algorithm:
 
 
 def series_description(kind: str, algorithm: Algorithm, source: SourceSeries) -> str:
-    text = f"{kind} {algorithm.name} (medsuite {__version__})"
-    return f"{text}, {source.frame_note}" if source.frame_note else text
+    """'SEG neunet, cine frame 3 of 25 (trigger time 120 ms)': short enough for an LO (64 characters);
+    medsuite's version is in SoftwareVersions and the algorithm identification."""
+    return f"{kind} {algorithm.name}, {source.frame_note}" if source.frame_note else f"{kind} {algorithm.name}"
 
 
 def check_labels(mask: np.ndarray, labels: dict[int, str], where: Path) -> None:

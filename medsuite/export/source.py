@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from medsuite.dicom_cine import frame_note
 from medsuite.errors import MedsuiteError
 from medsuite.io import LPS_TO_RAS, Volume
 
@@ -39,7 +40,8 @@ def source_series(vol: Volume) -> SourceSeries:
     Refuses (one line) a series without a frame of reference, or whose slices are not the volume's planes,
     since a DICOM-SEG or RTSTRUCT placed in another frame would land in the wrong place in a viewer.
     """
-    files = [Path(f) for f in vol.meta.get("dicom_files", [])]
+    phases = vol.meta.get("dicom_phase_files")
+    files = [Path(f) for f in (phases[vol.meta["frame"]] if phases else vol.meta.get("dicom_files", []))]
     folder = files[0].parent if files else Path(str(vol.source))
     if not files:
         raise MedsuiteError(vol.source, "is not a DICOM series", "DICOM-SEG and RTSTRUCT need a DICOM series input; use --output-format nifti")
@@ -61,4 +63,4 @@ def source_series(vol: Volume) -> SourceSeries:
         slices[k] = ds
     if len(slices) != vol.array.shape[2]:
         raise MedsuiteError(folder, f"has {len(slices)} slices for a volume of {vol.array.shape[2]}", "give the complete series")
-    return SourceSeries(slices=[slices[k] for k in range(len(slices))], folder=folder, frame_note=vol.meta.get("frame_note"))
+    return SourceSeries(slices=[slices[k] for k in range(len(slices))], folder=folder, frame_note=frame_note(vol.meta, vol.meta.get("frame")))
