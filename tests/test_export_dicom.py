@@ -18,9 +18,11 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import LPS_TO_RAS, sha256_file, write_nifti
 from medsuite.segmentation.infer import DEFAULT_CHECKPOINT, segment_batch
 from medsuite.segmentation.synthetic import synthetic_short_axis
+from tests.conftest import REPO_ROOT
 from tests.dicom_series import write_dicom_series
 
 LABELS = {1: "RV", 2: "Myo", 3: "LV"}
+DEFAULT_REGISTRATION = REPO_ROOT / "medsuite" / "assets" / "registration" / "girnet_mni152.pt"
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,39 @@ def test_cine_series_segments_the_chosen_frame_and_says_which(tmp_path):
     rt = pydicom.dcmread(tmp_path / "out" / "cine_seg.rtstruct.dcm")
     contour_images = rt.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].ContourImageSequence
     assert {str(i.ReferencedSOPInstanceUID) for i in contour_images} == phase_one
+
+
+def test_lesion_mask_is_coded_as_a_brain_lesion(segmented, tmp_path):
+    from medsuite.export.masks import algorithm_for, write_mask_outputs
+    from medsuite.io import read_3d
+
+    source = read_3d(segmented["root"] / "series")
+    lesion = (segmented["mask"] == 3).astype(np.uint8)
+    names = write_mask_outputs(lesion, source, tmp_path, "lesion_mask", formats=["dicom-seg"], labels={1: "lesion"}, algorithm=algorithm_for("girnet", DEFAULT_REGISTRATION))
+    seg = hd.seg.segread(tmp_path / names["dicom_seg"])
+    description = seg.SegmentSequence[0]
+    assert (description.SegmentedPropertyCategoryCodeSequence[0].CodeValue, description.SegmentedPropertyTypeCodeSequence[0].CodeValue) == ("49755003", "52988006")
+    assert description.AnatomicRegionSequence[0].CodeValue == "12738006"  # Morphologically abnormal structure / Lesion / Brain
+    assert int(seg.get_volume().array.sum()) == int(lesion.sum())
+
+
+def test_register_hook_with_a_dicom_moving_series_and_an_empty_lesion(tmp_path):
+    """At 6 mm and 2 steps the shipped GIRNet finds no lesion in this pair (measured): the NIfTI is written and the
+    report says why no SEG is."""
+    from medsuite.data.samples import make_pathological_pair
+    from medsuite.registration.inference import register_files
+    from tests.test_registration_pipeline import small_config
+
+    pair = make_pathological_pair(0, resolution_mm=6.0)
+    fixed = write_nifti(tmp_path / "fixed.nii.gz", pair.fixed.array, pair.fixed.affine)
+    write_dicom_series(pair.moving.array, pair.moving.affine, tmp_path / "moving")
+    config = small_config()
+    config.prealign_iterations = 5
+    out, report = register_files(fixed, tmp_path / "moving", tmp_path / "out", config, checkpoint=DEFAULT_REGISTRATION, steps=2, output_formats=["all"])
+    lesion = np.asarray(nib.load(str(out / "lesion_mask.nii.gz")).dataobj)
+    if lesion.any():  # registration improved since this was written: then the SEG must hold the lesion
+        assert report["outputs"]["lesion_mask_dicom_seg"] == "lesion_mask.seg.dcm"
+        assert int(hd.seg.segread(out / "lesion_mask.seg.dcm").get_volume().array.sum()) == int(lesion.sum())
+    else:
+        assert report["outputs"]["lesion_mask_dicom_note"] == "the mask is empty: no DICOM objects written"
+        assert "lesion_mask_dicom_seg" not in report["outputs"] and not list(out.glob("*.dcm"))

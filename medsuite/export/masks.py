@@ -15,10 +15,11 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, ensure_not_input, image_kind, sha256_file, write_nifti
 
 
-def algorithm_for(name: str, model: Path | None) -> Algorithm:
+def algorithm_for(name: str, model: str | Path | None) -> Algorithm:
     """The model behind a mask; a bundle folder is identified by its weights file."""
     if model is None:
         return Algorithm(name=name, model_file="none", model_sha256="none")
+    model = Path(model)
     weights = model / "models" / "model.pt" if model.is_dir() else model
     return Algorithm(name=name, model_file=model.name, model_sha256=sha256_file(weights))
 
@@ -33,9 +34,10 @@ def write_mask_outputs(
     labels: dict[int, str],
     algorithm: Algorithm,
     inputs: Iterable[str | Path] = (),
-) -> dict[str, str]:
+) -> dict[str, str | None]:
     """Write ``mask`` (on ``source``'s grid) as ``<stem>.nii.gz`` and, when asked, ``<stem>.seg.dcm`` and
     ``<stem>.rtstruct.dcm``; returns the file names under report.json's keys (nifti, dicom_seg, rtstruct).
+    An empty mask gets its NIfTI only: the DICOM keys are null and ``dicom_note`` says why.
 
     A DICOM format asked of a non-DICOM input is refused before anything is written.
     """
@@ -46,6 +48,9 @@ def write_mask_outputs(
         ensure_not_input(out_dir / name, inputs)
     series = source_series(source) if len(chosen) > 1 else None
     write_nifti(out_dir / names["nifti"], mask, source.affine, inputs=inputs)
+    if series is not None and not mask.any():
+        # a SEG needs at least one frame: an empty result is reported, not stored as an empty DICOM object
+        return {"nifti": names["nifti"]} | {key: None for key in names if key != "nifti"} | {"dicom_note": "the mask is empty: no DICOM objects written"}
     if OutputFormat.dicom_seg in chosen:
         write_dicom_seg(out_dir / names["dicom_seg"], mask, series, labels, algorithm)
     if OutputFormat.rtstruct in chosen:

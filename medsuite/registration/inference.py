@@ -216,7 +216,7 @@ def register_files(
     ddf_ras = result.ddf_lps * np.array([-1.0, -1.0, 1.0])
     write(OUTPUTS["ddf"], ddf_ras[:, :, :, None, :].astype(np.float32), affine_f, intent="displacement vector")
     write(OUTPUTS["jacobian"], result.jacobian, affine_f)
-    outputs = dict(OUTPUTS) | {f"lesion_mask_{k}": v for k, v in lesion_outputs.items() if k != "nifti"}
+    outputs = dict(OUTPUTS) | {f"lesion_mask_{k}": v for k, v in lesion_outputs.items() if k != "nifti" and v is not None}
     if labels is not None:
         warped_labels = result.warp_moving(np.asarray(labels.array), nearest=True)
         write(WARPED_LABELS, warped_labels.astype(labels.array.dtype), affine_f)
