@@ -31,6 +31,7 @@ from torch import nn
 from medsuite import __version__
 from medsuite.checkpoints import FORMAT, load_checkpoint
 from medsuite.errors import MedsuiteError
+from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path, sha256_file, write_json
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
@@ -86,7 +87,7 @@ def _model_card(checkpoint: Path) -> Path | None:
     return card if card.is_file() else None
 
 
-def describe(checkpoint: Path, payload: dict[str, Any], config: SegmentationPipeline) -> dict[str, Any]:
+def describe(checkpoint: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """What metadata.json says beyond versions: from the model card when there is one, else the data card."""
     from medsuite.data.cards import load_card
 
@@ -120,8 +121,9 @@ def describe(checkpoint: Path, payload: dict[str, Any], config: SegmentationPipe
 # Export
 
 
-def _metadata(checkpoint: Path, payload: dict[str, Any], config: SegmentationPipeline, about: dict[str, Any], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
+def _metadata(checkpoint: Path, config: SegmentationPipeline, about: dict[str, Any], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
     labels = {0: "background", **LABELS}
+    checkpoint_sha = sha256_file(checkpoint)
     size = list(patch_shape(config)[1:])
     data = about["data_card"]
     return {
@@ -134,8 +136,8 @@ def _metadata(checkpoint: Path, payload: dict[str, Any], config: SegmentationPip
         "required_packages_version": {"medsuite": __version__},
         "optional_packages_version": {"nibabel": _version("nibabel"), "SimpleITK": _version("SimpleITK")},
         "name": f"medsuite {config.model.name} ({checkpoint.stem})",
-        "task": "Cardiac short-axis cine MR segmentation: right ventricle cavity, left ventricle myocardium, left ventricle cavity",
-        "description": f"{config.model.name}, {config.model.spatial_dims}D, exported by medsuite {__version__} from {checkpoint.name} (sha256 {sha256_file(checkpoint)})",
+        "task": "Segmentation of " + ", ".join(term_for(name).label.lower() for name in LABELS.values()) + f" ({data['name'] or 'MR'})",
+        "description": f"{config.model.name}, {config.model.spatial_dims}D, exported by medsuite {__version__} from {checkpoint.name} (sha256 {checkpoint_sha})",
         "authors": "medsuite",
         "copyright": f"weights derived from {data['name'] or 'the training data'}; see docs/data_license.txt",
         "data_source": f"medsuite data card {data['id']}: {data['name']}",
@@ -163,7 +165,7 @@ def _metadata(checkpoint: Path, payload: dict[str, Any], config: SegmentationPip
                 }
             },
         },
-        "medsuite": {"kind": "segmentation", "checkpoint": checkpoint.name, "checkpoint_sha256": sha256_file(checkpoint), "model_sha256": weights_sha, "card": data["id"]},
+        "medsuite": {"kind": "segmentation", "checkpoint": checkpoint.name, "checkpoint_sha256": checkpoint_sha, "model_sha256": weights_sha, "card": data["id"]},
     }
 
 
@@ -233,8 +235,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, version: str | None = None
         # verify step checks the traced outputs against the eager model's
         convert_to_torchscript(model, tmp, use_trace=True, inputs=[example], verify=True, rtol=0.0, atol=TORCHSCRIPT_TOLERANCE)
 
-    about = describe(checkpoint, payload, config)
-    metadata = _metadata(checkpoint, payload, config, about, version, changelog, sha256_file(weights))
+    about = describe(checkpoint, payload)
+    metadata = _metadata(checkpoint, config, about, version, changelog, sha256_file(weights))
     write_json(out_dir / "configs" / "metadata.json", metadata)
     write_json(out_dir / "configs" / "inference.json", _inference_config(config))
     with atomic_path(out_dir / "configs" / "metadata_schema.json") as tmp:

@@ -55,7 +55,7 @@ def check_labels(mask: np.ndarray, labels: dict[int, str], where: Path) -> None:
     if unknown:
         raise MedsuiteError(where, f"the mask holds values {sorted(unknown)} that no label names", "give the label map of the model")
     if not mask.any():
-        raise MedsuiteError(where, "the mask is empty", "nothing to store as DICOM-SEG/RTSTRUCT; the NIfTI mask is written")
+        raise MedsuiteError(where, "the mask is empty", "a DICOM-SEG/RTSTRUCT needs at least one labelled voxel; keep the NIfTI mask")
 
 
 def segment_descriptions(labels: dict[int, str], algorithm: Algorithm) -> list[hd.seg.SegmentDescription]:
