@@ -29,7 +29,7 @@ from monai.networks.utils import convert_to_torchscript
 from torch import nn
 
 from medsuite import __version__
-from medsuite.checkpoints import FORMAT, load_checkpoint
+from medsuite.checkpoints import LoadedModel, fill, load_model, validated
 from medsuite.errors import MedsuiteError
 from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path, sha256_file, write_json
@@ -218,11 +218,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, version: str | None = None
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not is_bundle(out_dir):
         raise MedsuiteError(out_dir, "exists and is not a bundle", "give a new or empty folder with -o")
-    payload = load_checkpoint(checkpoint, kind="segmentation")
-    config = SegmentationPipeline.model_validate(payload["config"])
-    model = make_model(config)
-    model.load_state_dict(payload["state"])
-    model.eval()
+    loaded = load_model(checkpoint, "segmentation")
+    model, config, payload = loaded.model, loaded.config, loaded.payload
     version = version or __version__
     changelog = changelog or f"exported by medsuite {__version__} from {checkpoint.name}"
 
@@ -253,8 +250,9 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, version: str | None = None
 # Reading a bundle back
 
 
-def load_bundle(path: Path) -> dict[str, Any]:
-    """A bundle as the checkpoint payload ``Segmenter`` takes (config, state, card), its weights' sha256 checked."""
+def load_bundle(path: Path, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """A bundle made ready like ``load_model`` makes a checkpoint: its weights' sha256 checked against
+    metadata.json, the pipeline config of inference.json validated, the weights loaded strictly."""
     path = Path(path)
     try:
         metadata = json.loads((path / "configs" / "metadata.json").read_text())
@@ -267,8 +265,10 @@ def load_bundle(path: Path) -> dict[str, Any]:
     weights = path / "models" / "model.pt"
     if not weights.is_file() or sha256_file(weights) != about.get("model_sha256"):
         raise MedsuiteError(weights, "is missing or does not match the sha256 in configs/metadata.json", "export the bundle again")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    return {"format": FORMAT, "kind": "segmentation", "config": inference["pipeline"], "state": state, "card": about.get("card")}
+    config = validated(path, SegmentationPipeline, inference["pipeline"])
+    model = make_model(config)
+    fill(weights, model, torch.load(weights, map_location="cpu", weights_only=True))
+    return LoadedModel(model=model.to(device).eval(), config=config, payload={"kind": "segmentation", "card": about.get("card")}, path=path)
 
 
 def segment_folder(bundle_root: str, dataset_dir: str, output_dir: str, *, device: str = "cpu", output_formats: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medsuite.checkpoints import load_checkpoint
+from medsuite.checkpoints import BUILDERS, load_checkpoint
 from medsuite.io import sha256_file
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -33,7 +33,7 @@ class ShippedModel:
 def shipped_models() -> list[ShippedModel]:
     models = []
     for path in sorted(ASSETS.glob("*/*.pt")):
-        payload = load_checkpoint(path, kind=("segmentation", "registration", "concepts", "encoder"))
+        payload = load_checkpoint(path, kind=tuple(BUILDERS))
         card = path.with_name(CARD_NAME)
         models.append(ShippedModel(path.stem, path, str(payload["kind"]), payload.get("card"), sha256_file(path), card if card.is_file() else None))
     return models

@@ -22,14 +22,21 @@ def _register(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, it
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.25, seed)
+    method.SetMetricSamplingPercentage(0.25, seed + 1)  # SimpleITK reads seed 0 as "seed from the wall clock"
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.6)
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([2, 1])
     method.SetSmoothingSigmasPerLevel([1.0, 0.0])
     method.SetInitialTransform(initial, inPlace=False)
-    return method.Execute(fixed, moving)
+    # ITK sums the metric over threads in the order they finish: with more than one thread the result varies
+    # run to run. The working grids are coarse, so one thread costs little and gives the same bytes every time.
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        return method.Execute(fixed, moving)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def affine_prealign(fixed: Volume, moving: Volume, *, iterations: int = 60, working_mm: float = 4.0, seed: int = 0) -> sitk.AffineTransform:
