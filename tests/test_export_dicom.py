@@ -198,3 +198,37 @@ def test_register_hook_with_a_dicom_moving_series_and_an_empty_lesion(tmp_path):
     else:
         assert report["outputs"]["lesion_mask_dicom_note"] == "the mask is empty: no DICOM objects written"
         assert "lesion_mask_dicom_seg" not in report["outputs"] and not list(out.glob("*.dcm"))
+
+
+def test_rerun_differs_only_in_new_uids_and_creation_times(segmented, tmp_path):
+    from medsuite.export.masks import algorithm_for, write_mask_outputs
+    from medsuite.io import read_3d
+
+    source = read_3d(segmented["root"] / "series")
+    runs = [write_mask_outputs(segmented["mask"], source, tmp_path / str(i), "case", formats=["all"], labels=LABELS, algorithm=algorithm_for("neunet", DEFAULT_CHECKPOINT)) for i in (0, 1)]
+    for kind in ("dicom_seg", "rtstruct"):
+        first, second = (pydicom.dcmread(tmp_path / str(i) / runs[i][kind]) for i in (0, 1))
+        assert first.SOPInstanceUID != second.SOPInstanceUID and first.SeriesInstanceUID != second.SeriesInstanceUID
+
+        def stable(ds: pydicom.Dataset) -> list[str]:
+            # UIDs made for this object (not the source's) and creation dates/times are allowed to differ
+            own = {str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID), str(ds.file_meta.MediaStorageSOPInstanceUID)}
+            lines = []
+            for element in ds.iterall():
+                if element.VR in ("DA", "TM", "DT") or str(element.value) in own or element.keyword in ("DimensionOrganizationUID", "TrackingUID"):
+                    continue
+                lines.append(f"{element.tag} {element.value!r}" if element.VR != "SQ" else str(element.tag))
+            return lines
+
+        assert stable(first) == stable(second)
+
+
+def test_cli_takes_repeated_output_formats(segmented, tmp_path):
+    from medsuite.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(segmented["root"] / "series"), "-o", str(tmp_path), "--output-format", "rtstruct", "--output-format", "nifti", "--quiet"])
+    assert exit_info.value.code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["cases"]["series"]["outputs"] == {"nifti": "series_seg.nii.gz", "rtstruct": "series_seg.rtstruct.dcm"}
+    assert report["parameters"]["output_formats"] == ["nifti", "rtstruct"]
