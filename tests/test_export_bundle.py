@@ -56,12 +56,14 @@ def monai_bundle_cli(monkeypatch, *args: str) -> None:
 def test_metadata_carries_the_cards(bundle):
     metadata = json.loads((bundle["bundle"] / "configs" / "metadata.json").read_text())
     assert metadata["version"] == "1.2.0" and metadata["changelog"] == {"1.2.0": "first export"}
-    assert metadata["label_names"] == {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
+    assert metadata["label_names"] == {"0": "background", "1": "rv_cavity", "2": "myocardium", "3": "lv_cavity"}  # the card's label_map
     assert "Research use only" in metadata["intended_use"] and metadata["limitations"] == "Untrained: its masks mean nothing."
     assert metadata["training_data"]["card_id"] == "acdc_h5" and "CC BY-NC-SA 4.0" in metadata["training_data"]["licence"]
     assert metadata["network_data_format"]["inputs"]["image"]["spatial_shape"] == [32, 32]
     assert (bundle["bundle"] / "docs" / "README.md").read_text().startswith("# tiny.pt: a test model")
     assert {p.name for p in (bundle["bundle"] / "models").iterdir()} == {"model.pt", "model.ts"}
+    assert metadata["task"].startswith("Segmentation of right ventricle cavity, left ventricle myocardium, left ventricle cavity")
+    assert load_bundle(bundle["bundle"]).payload["labels"] == {"1": "rv_cavity", "2": "myocardium", "3": "lv_cavity"}
 
 
 def test_verify_metadata_passes_offline_with_the_bundled_schema(bundle, monkeypatch, caplog):

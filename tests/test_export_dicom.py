@@ -232,3 +232,17 @@ def test_cli_takes_repeated_output_formats(segmented, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["cases"]["series"]["outputs"] == {"nifti": "series_seg.nii.gz", "rtstruct": "series_seg.rtstruct.dcm"}
     assert report["parameters"]["output_formats"] == ["nifti", "rtstruct"]
+
+
+def test_an_ensemble_is_identified_by_its_members_digests(tmp_path):
+    import hashlib
+
+    from medsuite.export.masks import algorithm_for
+
+    members = [tmp_path / "fold_0.pt", tmp_path / "fold_1.pt"]
+    for i, member in enumerate(members):
+        member.write_bytes(bytes([i]) * 10)
+    algorithm = algorithm_for("neunet", members)
+    expected = hashlib.sha256((sha256_file(members[0]) + sha256_file(members[1])).encode()).hexdigest()
+    assert algorithm.model_sha256 == expected and algorithm.model_file == "fold_0.pt+fold_1.pt"
+    assert algorithm_for("neunet", members[0]).model_sha256 == sha256_file(members[0])

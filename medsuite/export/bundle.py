@@ -33,7 +33,6 @@ from medsuite.checkpoints import LoadedModel, fill, load_model, validated
 from medsuite.errors import MedsuiteError
 from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path, sha256_file, write_json
-from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.models import make_model
 
@@ -48,6 +47,16 @@ def patch_shape(config: SegmentationPipeline) -> tuple[int, ...]:
     """(channels, *spatial) of one network input: a 2D model's slice patch or a 3D model's window."""
     spatial = config.model.roi_size if config.model.spatial_dims == 3 and config.model.roi_size else config.data.image_size
     return (int(config.backbone.get("in_channels", 1)), *map(int, spatial))
+
+
+def model_labels(payload: dict[str, Any]) -> dict[int, str]:
+    """Foreground label value -> name: stored in the checkpoint, else its data card's label_map."""
+    from medsuite.data.cards import load_card
+
+    stored = payload.get("labels")
+    if stored:
+        return {int(k): str(v) for k, v in stored.items()}
+    return load_card(payload.get("card") or payload["config"]["data"]["card"]).foreground_labels
 
 
 def is_bundle(path: Path) -> bool:
@@ -121,8 +130,8 @@ def describe(checkpoint: Path, payload: dict[str, Any]) -> dict[str, Any]:
 # Export
 
 
-def _metadata(checkpoint: Path, config: SegmentationPipeline, about: dict[str, Any], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
-    labels = {0: "background", **LABELS}
+def _metadata(checkpoint: Path, config: SegmentationPipeline, about: dict[str, Any], foreground: dict[int, str], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
+    labels = {0: "background", **foreground}
     checkpoint_sha = sha256_file(checkpoint)
     size = list(patch_shape(config)[1:])
     data = about["data_card"]
@@ -136,7 +145,7 @@ def _metadata(checkpoint: Path, config: SegmentationPipeline, about: dict[str, A
         "required_packages_version": {"medsuite": __version__},
         "optional_packages_version": {"nibabel": _version("nibabel"), "SimpleITK": _version("SimpleITK")},
         "name": f"medsuite {config.model.name} ({checkpoint.stem})",
-        "task": "Segmentation of " + ", ".join(term_for(name).label.lower() for name in LABELS.values()) + f" ({data['name'] or 'MR'})",
+        "task": "Segmentation of " + ", ".join(term_for(name).label.lower() for name in foreground.values()) + f" ({data['name'] or 'MR'})",
         "description": f"{config.model.name}, {config.model.spatial_dims}D, exported by medsuite {__version__} from {checkpoint.name} (sha256 {checkpoint_sha})",
         "authors": "medsuite",
         "copyright": f"weights derived from {data['name'] or 'the training data'}; see docs/data_license.txt",
@@ -233,7 +242,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, version: str | None = None
         convert_to_torchscript(model, tmp, use_trace=True, inputs=[example], verify=True, rtol=0.0, atol=TORCHSCRIPT_TOLERANCE)
 
     about = describe(checkpoint, payload)
-    metadata = _metadata(checkpoint, config, about, version, changelog, sha256_file(weights))
+    metadata = _metadata(checkpoint, config, about, model_labels(payload), version, changelog, sha256_file(weights))
     write_json(out_dir / "configs" / "metadata.json", metadata)
     write_json(out_dir / "configs" / "inference.json", _inference_config(config))
     with atomic_path(out_dir / "configs" / "metadata_schema.json") as tmp:
@@ -268,7 +277,7 @@ def load_bundle(path: Path, *, device: str | torch.device = "cpu") -> LoadedMode
     config = validated(path, SegmentationPipeline, inference["pipeline"])
     model = make_model(config)
     fill(weights, model, torch.load(weights, map_location="cpu", weights_only=True))
-    return LoadedModel(model=model.to(device).eval(), config=config, payload={"kind": "segmentation", "card": about.get("card")}, path=path)
+    return LoadedModel(model=model.to(device).eval(), config=config, payload={"kind": "segmentation", "card": about.get("card"), "labels": {k: v for k, v in metadata.get("label_names", {}).items() if k != "0"}}, path=path)
 
 
 def segment_folder(bundle_root: str, dataset_dir: str, output_dir: str, *, device: str = "cpu", output_formats: list[str] | None = None) -> int:

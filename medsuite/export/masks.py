@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,13 +16,15 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, ensure_not_input, image_kind, sha256_file, write_nifti
 
 
-def algorithm_for(name: str, model: str | Path | None) -> Algorithm:
-    """The model behind a mask; a bundle folder is identified by its weights file."""
+def algorithm_for(name: str, model: str | Path | Sequence[str | Path] | None) -> Algorithm:
+    """The model behind a mask, identified by its file's sha256 (what ``sha256sum`` prints): a bundle folder by
+    its weights file; an ensemble by the sha256 of its members' sha256s, in order."""
     if model is None:
         return Algorithm(name=name, model_file="none", model_sha256="none")
-    model = Path(model)
-    weights = model / "models" / "model.pt" if model.is_dir() else model
-    return Algorithm(name=name, model_file=model.name, model_sha256=sha256_file(weights))
+    members = [Path(m) for m in ([model] if isinstance(model, (str, Path)) else model)]
+    digests = [sha256_file(m / "models" / "model.pt" if m.is_dir() else m) for m in members]
+    digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    return Algorithm(name=name, model_file="+".join(m.name for m in members), model_sha256=digest)
 
 
 def write_mask_outputs(
