@@ -31,6 +31,7 @@ from torch import nn
 from medsuite import __version__
 from medsuite.checkpoints import LoadedModel, fill, load_model, validated
 from medsuite.errors import MedsuiteError
+from medsuite.export.catalog import CARD_NAME
 from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path, sha256_file, write_json
 from medsuite.segmentation.config import SegmentationPipeline
@@ -92,7 +93,7 @@ def _plain(markdown: str) -> str:
 
 
 def _model_card(checkpoint: Path) -> Path | None:
-    card = checkpoint.with_name("MODEL_CARD.md")
+    card = checkpoint.with_name(CARD_NAME)
     return card if card.is_file() else None
 
 
