@@ -121,6 +121,8 @@ def test_export_refuses_a_foreign_folder_and_unknown_format(bundle, tmp_path, ca
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(MedsuiteError, match="exists and is not a bundle"):
         export_bundle(bundle["checkpoint"], tmp_path)
+    with pytest.raises(MedsuiteError, match="cannot be created"):
+        export_bundle(bundle["checkpoint"], tmp_path / "notes.txt" / "bundle")  # a file where a folder must go
     with pytest.raises(SystemExit) as exit_info:
         main(["models", "export", str(bundle["checkpoint"]), "-o", str(tmp_path / "b"), "--format", "onnx"])
     assert exit_info.value.code == 2 and "unknown export format 'onnx'" in capsys.readouterr().err

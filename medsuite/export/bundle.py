@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -228,6 +229,12 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, version: str | None = None
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not is_bundle(out_dir):
         raise MedsuiteError(out_dir, "exists and is not a bundle", "give a new or empty folder with -o")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MedsuiteError(out_dir, f"cannot be created ({exc.strerror})", "choose a writable folder with -o") from exc
+    if not os.access(out_dir, os.W_OK):
+        raise MedsuiteError(out_dir, "is not writable", "choose a writable folder with -o")
     loaded = load_model(checkpoint, "segmentation")
     model, config, payload = loaded.model, loaded.config, loaded.payload
     version = version or __version__
