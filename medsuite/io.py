@@ -122,14 +122,25 @@ def read_dicom_series(folder: Path) -> Volume:
         described = "; ".join(_describe_series(folder, sid) for sid in series_ids)
         raise MedsuiteError(folder, f"holds {len(series_ids)} DICOM series ({described})", "give the folder of one series")
     files = reader.GetGDCMSeriesFileNames(str(folder), series_ids[0])  # GDCM sorts by position
-    reader.SetFileNames(files)
+    from medsuite.dicom_cine import cine_phases
+
+    cine = cine_phases(list(files), folder)
+    phases = cine[0] if cine else [files]
     try:
-        image = reader.Execute()
+        images = [_read_series_files(reader, phase) for phase in phases]
     except RuntimeError as exc:
         raise MedsuiteError(folder, "cannot read the DICOM series", "check that every file of the series is complete") from exc
-    vol = from_sitk(image)
+    vol = from_sitk(images[0])
+    if cine:  # phases on a 4th axis; require_3d(frame=N) picks one
+        vol.array = np.stack([vol.array] + [from_sitk(image).array for image in images[1:]], axis=-1)
+        vol.meta.update(dicom_phase_files=[[str(f) for f in p] for p in phases], trigger_times_ms=cine[1])
     vol.meta["dicom_files"] = [str(f) for f in files]
     return vol
+
+
+def _read_series_files(reader: sitk.ImageSeriesReader, files: list[str]) -> sitk.Image:
+    reader.SetFileNames(files)
+    return reader.Execute()
 
 
 def _describe_series(folder: Path, series_id: str) -> str:
@@ -179,6 +190,7 @@ def require_3d(vol: Volume, *, frame: int | None = None) -> Volume:
         if not 0 <= frame < array.shape[3]:
             raise MedsuiteError(vol.source, f"frame {frame} is outside 0..{array.shape[3] - 1}", "choose an existing frame")
         array = array[..., frame]
+        vol = Volume(array=vol.array, affine=vol.affine, source=vol.source, meta={**vol.meta, "frame": frame})
     if array.ndim == 4:
         raise MedsuiteError(vol.source, f"is 4D {array.shape} (a time series?)", "choose a frame with --frame N or give a 3D image")
     if array.ndim < 3 or min(array.shape) < 2:

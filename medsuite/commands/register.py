@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import THREADS_HELP, example, train_app
+from medsuite.export.formats import OUTPUT_FORMAT_HELP, OutputFormat
 
 DEMO_ORDER = 10
 DEMO_STEPS = 40  # a shorter instance optimisation keeps the demo near a minute on a laptop CPU
@@ -43,13 +44,14 @@ def register_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
+    output_format: list[OutputFormat] = typer.Option([OutputFormat.nifti], "--output-format", help=f"The lesion mask's formats. {OUTPUT_FORMAT_HELP}"),
 ) -> None:
     """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, ddf, Jacobian."""
     from medsuite.registration.inference import register_files
     from medsuite.runtime import configure_runtime
 
     configure_runtime(threads, device)  # validates the device; small volumes optimise fastest on the CPU
-    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed)
+    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format)
     console = Console(highlight=False)
     if quiet:
         console.print(str(folder))

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from medsuite.commands import THREADS_HELP, batch_summary, example, evaluate_app, train_app
 from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
+from medsuite.export.formats import OUTPUT_FORMAT_HELP, OutputFormat
 
 DEMO_ORDER = 20
 
@@ -16,13 +17,14 @@ DEMO_ORDER = 20
 def segment(
     inputs: list[Path] = typer.Argument(..., help="NIfTI/MHA/NRRD files, DICOM series folders, or folders of them."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: <case>_seg.nii.gz, report.json, errors.tsv."),
-    model: Path | None = typer.Option(None, "--model", help="A segmentation checkpoint (default: the shipped ACDC neU-Net)."),
+    model: Path | None = typer.Option(None, "--model", help="A segmentation checkpoint or a bundle folder from `medsuite models export` (default: the shipped ACDC neU-Net)."),
     frame: int | None = typer.Option(None, "--frame", help="Frame of a 4D cine to segment (0-based)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of torch and numpy (inference itself is deterministic)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only the results folder."),
+    output_format: list[OutputFormat] = typer.Option([OutputFormat.nifti], "--output-format", help=OUTPUT_FORMAT_HELP),
     num_parts: int = NUM_PARTS,
     part_id: int = PART_ID,
 ) -> None:
@@ -31,7 +33,7 @@ def segment(
     from medsuite.segmentation.infer import segment_batch
 
     chosen = configure_runtime(threads, device, seed)
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(chosen), quiet=quiet, part=part_of(num_parts, part_id))
+    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(chosen), quiet=quiet, part=part_of(num_parts, part_id), output_formats=output_format)
     typer.echo(str(output) if quiet else f"segment: {batch_summary(output)}; masks in {output} (open with: medsuite view {output})")
     raise typer.Exit(code)
 

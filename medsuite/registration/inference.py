@@ -184,8 +184,11 @@ def register_files(
     checkpoint: Path | None = None,
     steps: int | None = None,
     seed: int = 0,
+    output_formats: list[str] | None = None,
 ) -> tuple[Path, dict]:
-    """Read, register, write the result folder; returns (folder, report)."""
+    """Read, register, write the result folder; returns (folder, report). ``output_formats`` adds the lesion
+    mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats)."""
+    from medsuite.export.masks import algorithm_for, write_mask_outputs
     from medsuite.provenance import new_report
 
     fixed, moving = read_3d(fixed_path), read_3d(moving_path)
@@ -214,13 +217,13 @@ def register_files(
     affine_f, affine_m = fixed.affine, moving.affine
     write = lambda name, array, affine, **kw: write_nifti(out_dir / name, array, affine, inputs=inputs, **kw)  # noqa: E731
     write(OUTPUTS["warped"], result.warped.astype(np.float32), affine_f)
-    write(OUTPUTS["lesion_mask"], result.lesion.astype(np.uint8), affine_m)
+    lesion_outputs = write_mask_outputs(result.lesion.astype(np.uint8), moving, out_dir, OUTPUTS["lesion_mask"].removesuffix(".nii.gz"), formats=output_formats, labels={1: "lesion"}, algorithm=algorithm_for("girnet", checkpoint), inputs=inputs)
     write(OUTPUTS["inpainted"], result.inpainted, affine_m)
     # NIfTI stores vectors in RAS; ITK (SimpleITK, ANTs, Slicer) flips x and y of an intent-1006 field to LPS on read.
     ddf_ras = result.ddf_lps * np.array([-1.0, -1.0, 1.0])
     write(OUTPUTS["ddf"], ddf_ras[:, :, :, None, :].astype(np.float32), affine_f, intent="displacement vector")
     write(OUTPUTS["jacobian"], result.jacobian, affine_f)
-    outputs = dict(OUTPUTS)
+    outputs = dict(OUTPUTS) | {f"lesion_mask_{k}": v for k, v in lesion_outputs.items() if k != "nifti" and v is not None}
     if labels is not None:
         warped_labels = result.warp_moving(np.asarray(labels.array), nearest=True)
         write(WARPED_LABELS, warped_labels.astype(labels.array.dtype), affine_f)

@@ -16,7 +16,7 @@ from medsuite.batch import Case, find_cases, read_manifest, run_batch
 from medsuite.checkpoints import load_model
 from medsuite.data.labels import label_volumes_ml
 from medsuite.errors import MedsuiteError
-from medsuite.io import Volume, read_3d, write_json, write_nifti
+from medsuite.io import Volume, read_3d, write_json
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import resize_images
@@ -40,8 +40,10 @@ class Segmenter:
     """A trained model loaded once; ``segmenter(volume)`` gives a uint8 label volume on the input grid."""
 
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
+        from medsuite.export.bundle import is_bundle, load_bundle  # `medsuite models export` folders
+
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        loaded = load_model(self.path, "segmentation", device=device)
+        loaded = load_bundle(self.path, device=device) if is_bundle(self.path) else load_model(self.path, "segmentation", device=device)
         self.config: SegmentationConfig = loaded.config
         self.card = loaded.payload.get("card")
         self.model = loaded.model
@@ -69,8 +71,6 @@ class Segmenter:
         return resize_images(middle, self.config.data.image_size)
 
 
-def output_of(out_dir: Path, case: Case) -> Path:
-    return out_dir / f"{case.name}_seg.nii.gz"
 
 
 def segment_batch(
@@ -83,8 +83,15 @@ def segment_batch(
     device: str = "cpu",
     quiet: bool = False,
     part: Part = WHOLE,
+    output_formats: Sequence[str] | None = None,
 ) -> int:
-    """Segment every case (or one job-array ``part`` of them); returns the exit code (0 all done, 1 some case failed)."""
+    """Segment every case (or one job-array ``part`` of them); returns the exit code (0 all done, 1 some case failed).
+
+    ``output_formats`` adds DICOM-SEG / RTSTRUCT beside the NIfTI mask (medsuite.export.formats)."""
+    from medsuite.export.formats import output_names, resolve_formats
+    from medsuite.export.masks import algorithm_for, refuse_dicom_formats_without_dicom, write_mask_outputs
+
+    refuse_dicom_formats_without_dicom(inputs, output_formats)
     out_dir = Path(out_dir)
     # masks this job wrote earlier into an input folder (its manifest lists them) are outputs, not new cases
     ours = {(out_dir / name).resolve() for name in read_manifest(out_dir / "manifest.json")} if out_dir.is_dir() else set()
@@ -92,6 +99,7 @@ def segment_batch(
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
     segmenter = Segmenter(checkpoint, device=device)
+    algorithm = algorithm_for(segmenter.config.model.name, segmenter.path)
     examples: list[torch.Tensor] = []  # the first case's middle slice: spiking models' energy depends on real data
 
     def process(case: Case) -> dict[str, Any]:
@@ -99,11 +107,12 @@ def segment_batch(
         labels = segmenter(vol)
         if not examples:
             examples.append(segmenter.network_input(vol))
-        target = write_nifti(output_of(out_dir, case), labels, vol.affine, inputs=[case.path])
-        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": {row["name"]: row["volume_ml"] for row in label_volumes_ml(labels, vol.voxel_volume_ml, LABELS)}}
+        outputs = write_mask_outputs(labels, vol, out_dir, f"{case.name}_seg", formats=output_formats, labels=LABELS, algorithm=algorithm, inputs=[case.path])
+        volumes = {row["name"]: row["volume_ml"] for row in label_volumes_ml(labels, vol.voxel_volume_ml, LABELS)}
+        return {"output": outputs["nifti"], "outputs": outputs, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": volumes}
 
-    parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
-    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet, part=part)
+    parameters = {"model": str(segmenter.path), "frame": frame, "output_formats": [f.value for f in resolve_formats(output_formats)], "device": device, "image_size": list(segmenter.config.data.image_size)}
+    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [out_dir / n for n in output_names(f"{c.name}_seg", resolve_formats(output_formats)).values()], command="segment", parameters=parameters, resume=resume, quiet=quiet, part=part)
     report_path = out_dir / part.file("report.json")
     report = json.loads(report_path.read_text())
     report["labels"] = {str(k): v for k, v in LABELS.items()}

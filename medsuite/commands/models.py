@@ -1,0 +1,59 @@
+"""``medsuite models list`` (the shipped models and their cards) and ``medsuite models export`` (MONAI bundle)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medsuite.errors import MedsuiteError
+
+models_app = typer.Typer(help="The shipped models and their cards; export a checkpoint as a MONAI bundle.", no_args_is_help=True)
+console = Console(highlight=False)
+
+# --format -> "module:function" taking (checkpoint, out_dir, *, version, changelog) and returning the folder
+# written; imported only when chosen. A new format (e.g. NIR for spiking models) is one more entry.
+EXPORTERS = {"bundle": "medsuite.export.bundle:export_bundle"}
+
+
+@models_app.command("list")
+def list_models(card: str | None = typer.Option(None, "--card", help="Print the full model card of this model (a name from the list).")) -> None:
+    """The models inside the package: kind, training data card, sha256 and the title of each model card."""
+    from medsuite.export.catalog import shipped_models
+
+    models = shipped_models()
+    if card is not None:
+        chosen = next((m for m in models if m.name == card), None)
+        if chosen is None:
+            raise MedsuiteError(card, "is not a shipped model", f"choose one of {', '.join(m.name for m in models)}")
+        if chosen.model_card is None:
+            raise MedsuiteError(chosen.path, "has no model card", "see the pipeline's documentation instead")
+        typer.echo(chosen.model_card.read_text().rstrip())
+        return
+    table = Table("name", "kind", "data card", "sha256", "model card", title="shipped models (medsuite models list --card NAME prints a card)")
+    for m in models:
+        table.add_row(m.name, m.kind, m.data_card or "-", m.sha256[:12], m.title)
+    console.print(table)
+
+
+@models_app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="A segmentation checkpoint (.pt), e.g. medsuite/assets/segmentation/neunet_acdc.pt or a run's best.pt."),
+    output: Path = typer.Option(..., "-o", "--output", help="The bundle folder to write (new or empty, or an earlier bundle to replace)."),
+    fmt: str = typer.Option("bundle", "--format", help=f"Export format: {', '.join(EXPORTERS)} (MONAI bundle: configs/, models/model.pt and model.ts, docs/)."),
+    version: str | None = typer.Option(None, "--version", help="The bundle's version (default: medsuite's)."),
+    changelog: str | None = typer.Option(None, "--changelog", help="The changelog line of this version (default: where it was exported from)."),
+) -> None:
+    """Export a checkpoint; the bundle runs with `python -m monai.bundle run` and `medsuite segment --model BUNDLE/`."""
+    if fmt not in EXPORTERS:
+        raise MedsuiteError("--format", f"unknown export format {fmt!r}", f"use one of {', '.join(EXPORTERS)}")
+    module, function = EXPORTERS[fmt].split(":")
+    written = getattr(importlib.import_module(module), function)(checkpoint, output, version=version, changelog=changelog)
+    console.print(f"wrote {written}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
