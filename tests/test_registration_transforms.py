@@ -1,0 +1,226 @@
+"""The transform set `register` writes, read back by libraries other than the writer, and `transform apply`."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from medsuite.cli import main
+from medsuite.data.samples import make_pathological_pair, write_pair
+from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.inference import register_files
+from medsuite.registration.points import read_points, write_points
+
+torch.set_num_threads(1)
+
+
+def small_config() -> RegistrationConfig:
+    config = RegistrationConfig()
+    config.instance.levels = [2, 1]
+    config.instance.steps = [8, 4]
+    config.prealign_iterations = 30
+    return config
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    pair = make_pathological_pair(3, 4.0)
+    paths = write_pair(pair, tmp_path_factory.mktemp("pair"))
+    out, report = register_files(paths["fixed"], paths["moving"], tmp_path_factory.mktemp("result") / "out", small_config(), moving_labels=paths["moving_labels"])
+    return pair, paths, out, report
+
+
+def _sitk_array(image: sitk.Image) -> np.ndarray:
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
+
+
+def _same_geometry(image: sitk.Image, nifti_path) -> None:
+    """A SimpleITK image's grid equals the one nibabel reads from ``nifti_path`` (RAS affine -> LPS)."""
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ nib.load(str(nifti_path)).affine
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    np.testing.assert_allclose(image.GetOrigin(), affine[:3, 3], atol=1e-4)
+    np.testing.assert_allclose(image.GetSpacing(), spacing, atol=1e-5)
+    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), affine[:3, :3] / spacing, atol=1e-5)
+
+
+def test_report_names_every_file_its_direction_and_convention(registered):
+    _, _, out, _ = registered
+    saved = json.loads((out / "report.json").read_text())
+    for role in ("ddf", "inverse_ddf", "affine", "composite", "inverse_composite"):
+        assert (out / saved["outputs"][role]).is_file()
+        assert "->" in saved["transforms"][role]
+    assert "LPS" in saved["transforms"]["coordinate_convention"]
+    ras, lps = np.array(saved["transforms"]["prealign_fixed_to_moving"]["ras"]), np.array(saved["transforms"]["prealign_fixed_to_moving"]["lps"])
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    np.testing.assert_allclose(ras, flip @ lps @ flip, atol=1e-8)
+
+
+def test_every_file_carries_the_geometry_it_claims(registered):
+    _, paths, out, _ = registered
+    forward, inverse = sitk.ReadImage(str(out / "ddf.nii.gz")), sitk.ReadImage(str(out / "inverse_ddf.nii.gz"))
+    _same_geometry(forward, paths["fixed"])
+    _same_geometry(inverse, paths["moving"])
+    composite = sitk.CompositeTransform(sitk.ReadTransform(str(out / "composite.h5")))
+    assert composite.GetNumberOfTransforms() == 2
+    assert composite.GetNthTransform(0).GetName() == "AffineTransform"
+    _same_geometry(sitk.DisplacementFieldTransform(composite.GetNthTransform(1)).GetDisplacementField(), paths["fixed"])
+    # the .mat holds the same affine the composite starts with; read here by SimpleITK, written by SimpleITK's ITK IO,
+    # so ANTs (another reader) checks it below when installed
+    affine = sitk.AffineTransform(sitk.ReadTransform(str(out / "affine.mat")))
+    np.testing.assert_allclose(affine.GetParameters(), composite.GetNthTransform(0).GetParameters(), atol=1e-9)
+
+
+def test_composite_reproduces_warped_in_simpleitk_and_ants(registered):
+    _, paths, out, _ = registered
+    warped = np.asarray(nib.load(out / "warped.nii.gz").dataobj)
+    scale = float(np.ptp(warped))
+    reference = sitk.ReadImage(str(paths["fixed"]))
+    moving = sitk.ReadImage(str(paths["moving"]), sitk.sitkFloat32)
+    again = sitk.Resample(moving, reference, sitk.ReadTransform(str(out / "composite.h5")), sitk.sitkLinear, 0.0)
+    assert np.abs(_sitk_array(again) - warped).max() < 1e-4 * scale
+    ants = pytest.importorskip("ants")
+    fixed_ants, moving_ants = ants.image_read(str(paths["fixed"])), ants.image_read(str(paths["moving"]))
+    by_ants = ants.apply_transforms(fixed_ants, moving_ants, [str(out / "composite.h5")]).numpy()
+    assert np.abs(by_ants - warped).max() < 1e-4 * scale
+    # ANTs' own chain: the field alone equals the composite, and the .mat reads as the same affine
+    assert np.abs(ants.apply_transforms(fixed_ants, moving_ants, [str(out / "ddf.nii.gz")]).numpy() - warped).max() < 1e-4 * scale
+    np.testing.assert_allclose(ants.read_transform(str(out / "affine.mat")).parameters, sitk.AffineTransform(sitk.ReadTransform(str(out / "affine.mat"))).GetParameters(), atol=1e-5)
+
+
+def test_inverse_field_maps_warped_back_onto_moving(registered):
+    pair, paths, out, _ = registered
+    moving = sitk.ReadImage(str(paths["moving"]), sitk.sitkFloat32)
+    warped = sitk.ReadImage(str(out / "warped.nii.gz"))
+    inverse = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(out / "inverse_ddf.nii.gz")), sitk.sitkVectorFloat64))
+    back = _sitk_array(sitk.Resample(warped, moving, inverse, sitk.sitkLinear, 0.0))
+    target = pair.moving.array
+    brain = pair.moving_labels.array > 0
+    error = np.abs(back - target)[brain].mean()
+    # The yardstick of interpolation error: the same two resamplings through the affine alone and its exact inverse.
+    affine = sitk.ReadTransform(str(out / "affine.mat"))
+    there = sitk.Resample(moving, sitk.ReadImage(str(paths["fixed"])), affine, sitk.sitkLinear, 0.0)
+    round_trip = _sitk_array(sitk.Resample(there, moving, affine.GetInverse(), sitk.sitkLinear, 0.0))
+    interpolation = np.abs(round_trip - target)[brain].mean()
+    assert error < 1.5 * interpolation
+    assert error < 0.25 * np.abs(_sitk_array(sitk.Resample(warped, moving, sitk.Transform(), sitk.sitkLinear, 0.0)) - target)[brain].mean()
+
+
+def _brain_points_lps(pair, count: int = 40) -> np.ndarray:
+    inside = np.argwhere(pair.moving_labels.array > 0)
+    index = inside[np.random.default_rng(0).choice(len(inside), count, replace=False)].astype(np.float64) + 0.3
+    ras = index @ pair.moving.affine[:3, :3].T + pair.moving.affine[:3, 3]
+    return ras * np.array([-1.0, -1.0, 1.0])
+
+
+def test_points_forward_then_back_within_half_a_millimetre(registered, tmp_path, capsys):
+    pair, _, out, _ = registered
+    lps = _brain_points_lps(pair)
+    source = tmp_path / "landmarks.csv"
+    source.write_text("x,y,z,t,label\n" + "".join(f"{x:.6f},{y:.6f},{z:.6f},0,p{i}\n" for i, (x, y, z) in enumerate(lps)))
+    fixed_space, back = tmp_path / "in_fixed.fcsv", tmp_path / "back.csv"
+    for args in ([str(out), "--points", str(source), "-o", str(fixed_space)], [str(out), "--points", str(fixed_space), "-o", str(back), "--inverse"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["transform", "apply", *args])
+        assert exit_info.value.code in (0, None), capsys.readouterr().err
+    returned = read_points(back)
+    assert np.linalg.norm(returned.lps - lps, axis=1).max() < 0.5
+    assert [row["label"] for row in returned.rows] == [f"p{i}" for i in range(len(lps))]
+    # moving points went through the inverse composite: they must land where the forward composite sends them back from
+    forward = sitk.ReadTransform(str(out / "composite.h5"))
+    mapped = read_points(fixed_space).lps
+    assert np.linalg.norm(np.array([forward.TransformPoint(tuple(p)) for p in mapped]) - lps, axis=1).max() < 0.5
+
+
+def test_transform_apply_labels_keep_dtype_and_reference_geometry(registered, tmp_path, capsys):
+    pair, paths, out, _ = registered
+    into_fixed = tmp_path / "labels_fixed.nii.gz"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transform", "apply", str(out), str(paths["moving_labels"]), "-o", str(into_fixed)])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    written = sitk.ReadImage(str(into_fixed))
+    assert written.GetPixelID() == sitk.sitkUInt8
+    _same_geometry(written, paths["fixed"])
+    assert np.mean(_sitk_array(written) == np.asarray(nib.load(out / "warped_labels.nii.gz").dataobj)) > 0.999
+    # atlas labels into the patient: fixed -> moving, onto a reference grid given explicitly
+    into_moving = tmp_path / "atlas_in_patient.nii.gz"
+    with pytest.raises(SystemExit):
+        main(["transform", "apply", str(out), str(paths["fixed_labels"]), "-o", str(into_moving), "--inverse", "--reference", str(paths["moving"])])
+    atlas = sitk.ReadImage(str(into_moving))
+    _same_geometry(atlas, paths["moving"])
+    labels = _sitk_array(atlas)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    brain = pair.moving_labels.array > 0
+    assert np.mean(labels[brain] == pair.moving_labels.array[brain]) > 0.8
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "bspline"])
+def test_transform_apply_image_interpolations(registered, tmp_path, interpolation):
+    _, paths, out, _ = registered
+    target = tmp_path / f"{interpolation}.nii.gz"
+    with pytest.raises(SystemExit):
+        main(["transform", "apply", str(out), str(paths["moving"]), "-o", str(target), "--interpolation", interpolation])
+    warped = np.asarray(nib.load(out / "warped.nii.gz").dataobj)
+    result = _sitk_array(sitk.ReadImage(str(target)))
+    assert result.dtype == np.float32
+    assert np.abs(result - warped).mean() < (1e-5 if interpolation == "linear" else 0.02) * np.ptp(warped)
+
+
+def test_transform_apply_refuses_bad_input_in_one_line(registered, tmp_path, capsys):
+    _, paths, out, _ = registered
+    cases = [
+        (["transform", "apply", str(tmp_path), str(paths["moving"]), "-o", str(tmp_path / "x.nii.gz")], "composite.h5"),
+        (["transform", "apply", str(out), "-o", str(tmp_path / "x.csv")], "exactly one"),
+        (["transform", "apply", str(out), "--points", str(paths["moving"]), "-o", str(tmp_path / "x.csv")], "not a point file"),
+        (["transform", "apply", str(out), str(paths["moving"]), "-o", str(paths["moving"])], "would overwrite an input"),
+    ]
+    for args, expected in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
+
+
+FCSV_RAS = """# Markups fiducial file version = 4.11
+# CoordinateSystem = RAS
+# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID
+vtkMRMLMarkupsFiducialNode_0,10.5,-20.25,30,0,0,0,1,1,1,0,AC,anterior commissure,
+vtkMRMLMarkupsFiducialNode_1,-1,2,-3.125,0,0,0,1,1,1,1,PC,,
+"""
+
+
+def test_fcsv_and_csv_readers_round_trip(tmp_path):
+    source = tmp_path / "ras.fcsv"
+    source.write_text(FCSV_RAS)
+    points = read_points(source)
+    assert points.coordinate_system == "RAS"
+    np.testing.assert_allclose(points.lps, [[-10.5, 20.25, 30.0], [1.0, -2.0, -3.125]])  # RAS -> LPS inside
+    again = read_points(write_points(tmp_path / "again.fcsv", points))
+    np.testing.assert_allclose(again.lps, points.lps, atol=1e-6)
+    assert again.coordinate_system == "RAS" and again.rows[0]["desc"] == "anterior commissure" and again.rows[1]["lock"] == "1"
+    as_csv = read_points(write_points(tmp_path / "ants.csv", points))
+    np.testing.assert_allclose(as_csv.lps, points.lps, atol=1e-6)
+    assert as_csv.columns[:4] == ["x", "y", "z", "t"] and [r["label"] for r in as_csv.rows] == ["AC", "PC"]
+    legacy = tmp_path / "legacy.fcsv"
+    legacy.write_text(FCSV_RAS.replace("CoordinateSystem = RAS", "CoordinateSystem = 1"))  # Slicer < 4.11: 1 is LPS
+    np.testing.assert_allclose(read_points(legacy).lps, [[10.5, -20.25, 30.0], [-1.0, 2.0, -3.125]])
+    back = read_points(write_points(tmp_path / "lps.fcsv", as_csv))
+    assert back.coordinate_system == "LPS"
+    np.testing.assert_allclose(back.lps, points.lps, atol=1e-6)
+
+
+def test_point_files_with_bad_rows_are_refused(tmp_path):
+    from medsuite.errors import MedsuiteError
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y,z,t\n1,2,oops,0\n")
+    with pytest.raises(MedsuiteError, match="not numbers"):
+        read_points(bad)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(MedsuiteError, match="not x,y,z"):
+        read_points(wrong)
