@@ -13,15 +13,13 @@ from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCrop
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, make_dataset
-from medsuite.data.transforms import IMAGE, LABEL
+from medsuite.data.transforms import IMAGE, LABEL, resize
 from medsuite.segmentation.config import SegmentationPipeline
 
 
 def resize_images(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """(B, C, H, W) float images to ``size``: bilinear with anti-aliasing (ACDC's 256 px -> 128 px)."""
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    """(B, C, H, W) float images to ``size``: the data layer's anti-aliased resize (ACDC's 256 px -> 128 px)."""
+    return resize(x, size)
 
 
 def resize_logits(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
