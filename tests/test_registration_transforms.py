@@ -224,3 +224,19 @@ def test_point_files_with_bad_rows_are_refused(tmp_path):
     wrong.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(MedsuiteError, match="not x,y,z"):
         read_points(wrong)
+
+
+def test_landmark_error_through_the_transform_folder(registered):
+    """BraTS-Reg's way: the moving image's landmarks carried into fixed space, against the fixed landmarks."""
+    from medsuite.registration.landmarks import pair_landmarks, target_registration_error
+    from medsuite.registration.transforms import point_transform, transform_points_lps
+
+    pair, _, out, _ = registered
+    landmarks = pair_landmarks(pair)
+    flip = np.array([-1.0, -1.0, 1.0])  # the landmarks are RAS, ITK's points LPS
+    mapped = transform_points_lps(point_transform(out, inverse=False), landmarks.moving_ras * flip) * flip
+    registered_tre = target_registration_error(mapped, landmarks.fixed_ras).mean()
+    affine = sitk.ReadTransform(str(out / "affine.mat")).GetInverse()
+    affine_tre = target_registration_error(transform_points_lps(affine, landmarks.moving_ras * flip) * flip, landmarks.fixed_ras).mean()
+    before = target_registration_error(landmarks.moving_ras, landmarks.fixed_ras).mean()
+    assert registered_tre < affine_tre < before
