@@ -12,19 +12,11 @@ import torch
 
 from medsuite.cli import main
 from medsuite.data.samples import make_pathological_pair, write_pair
-from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.inference import register_files
 from medsuite.registration.points import read_points, write_points
+from tests.test_registration_pipeline import small_config
 
 torch.set_num_threads(1)
-
-
-def small_config() -> RegistrationConfig:
-    config = RegistrationConfig()
-    config.instance.levels = [2, 1]
-    config.instance.steps = [8, 4]
-    config.prealign_iterations = 30
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +126,11 @@ def test_points_forward_then_back_within_half_a_millimetre(registered, tmp_path,
     forward = sitk.ReadTransform(str(out / "composite.h5"))
     mapped = read_points(fixed_space).lps
     assert np.linalg.norm(np.array([forward.TransformPoint(tuple(p)) for p in mapped]) - lps, axis=1).max() < 0.5
+    ants = pytest.importorskip("ants")
+    import pandas as pd
+
+    by_ants = ants.apply_transforms_to_points(3, pd.read_csv(source)[["x", "y", "z", "t"]], [str(out / "inverse_composite.h5")])
+    np.testing.assert_allclose(by_ants[["x", "y", "z"]].to_numpy(), mapped, atol=1e-4)  # ANTs reads the same CSV the same way
 
 
 def test_transform_apply_labels_keep_dtype_and_reference_geometry(registered, tmp_path, capsys):
@@ -240,3 +237,62 @@ def test_landmark_error_through_the_transform_folder(registered):
     affine_tre = target_registration_error(transform_points_lps(affine, landmarks.moving_ras * flip) * flip, landmarks.fixed_ras).mean()
     before = target_registration_error(landmarks.moving_ras, landmarks.fixed_ras).mean()
     assert registered_tre < affine_tre < before
+
+
+def _known_set(folder):
+    """A transform set whose answer is exact: an oblique fixed grid, a rotation-and-shift affine, and a
+    constant deformable shift c (whose inverse is -c)."""
+    from medsuite.data.samples import oblique_affine
+    from medsuite.io import Volume
+    from medsuite.registration.transforms import write_transform_set
+
+    fixed = Volume(np.zeros((10, 12, 8), np.float32), oblique_affine(spacing=(2.0, 2.5, 3.0)))
+    moving = Volume(np.zeros((9, 11, 9), np.float32), oblique_affine(spacing=(2.2, 2.0, 2.5), angles_deg=(5.0, 10.0, -20.0), origin=(-35.0, 20.0, 12.0)))
+    prealign = sitk.AffineTransform(3)
+    prealign.SetMatrix(sitk.VersorTransform((0.1, -0.2, 0.3), 0.2).GetMatrix())
+    prealign.SetTranslation((3.0, -2.0, 1.5))
+    prealign.SetCenter((-30.0, 25.0, 15.0))
+    shift_vox = np.array([0.4, -0.3, 0.2])  # fixed-grid voxels
+    axes = (np.diag([-1.0, -1.0, 1.0, 1.0]) @ fixed.affine)[:3, :3]
+    shift_lps = axes @ shift_vox
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in fixed.spatial_shape], indexing="ij"), axis=-1)
+    lps = grid @ axes.T + (np.diag([-1.0, -1.0, 1.0, 1.0]) @ fixed.affine)[:3, 3]
+    moved = np.array([prealign.TransformPoint(tuple(p)) for p in (lps + shift_lps).reshape(-1, 3)]).reshape(lps.shape)
+    inverse_vox = np.broadcast_to(-shift_vox[:, None, None, None], (3, *fixed.spatial_shape)).copy()
+    write_transform_set(folder, fixed, moving, moved - lps, inverse_vox, prealign)
+    return fixed, moving, prealign, shift_lps, lps
+
+
+def test_transform_set_is_exact_on_a_known_answer_and_byte_identical(tmp_path):
+    import time
+
+    import h5py
+    from scipy.io import loadmat
+
+    fixed, moving, prealign, shift, lps = _known_set(tmp_path / "a")
+    centre = lps[3:7, 3:9, 2:6].reshape(-1, 3)  # inside the field's grid, away from its border
+    forward = sitk.ReadTransform(str(tmp_path / "a" / "composite.h5"))
+    expected = np.array([prealign.TransformPoint(tuple(p + shift)) for p in centre])
+    np.testing.assert_allclose([forward.TransformPoint(tuple(p)) for p in centre], expected, atol=1e-6)
+    inverse = sitk.ReadTransform(str(tmp_path / "a" / "inverse_composite.h5"))
+    np.testing.assert_allclose([inverse.TransformPoint(tuple(q)) for q in expected], centre, atol=1e-6)
+    # geometry as other libraries see it: h5py reads the field's grid, scipy the .mat's matrix
+    with h5py.File(tmp_path / "a" / "composite.h5", "r") as handle:
+        assert handle["TransformGroup/0/TransformType"][0].decode().startswith("CompositeTransform")
+        grid = handle["TransformGroup/2/TransformFixedParameters"][()]
+    lps_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ fixed.affine
+    spacing = np.sqrt((lps_affine[:3, :3] ** 2).sum(axis=0))
+    np.testing.assert_allclose(grid[:3], fixed.spatial_shape)
+    np.testing.assert_allclose(grid[3:6], lps_affine[:3, 3], atol=1e-9)
+    np.testing.assert_allclose(grid[6:9], spacing, atol=1e-9)
+    np.testing.assert_allclose(grid[9:].reshape(3, 3), lps_affine[:3, :3] / spacing, atol=1e-9)
+    mat = loadmat(str(tmp_path / "a" / "affine.mat"))
+    parameters = mat["AffineTransform_double_3_3"].ravel()
+    np.testing.assert_allclose(parameters[:9].reshape(3, 3), np.reshape(prealign.GetMatrix(), (3, 3)), atol=1e-12)
+    np.testing.assert_allclose(mat["fixed"].ravel(), prealign.GetCenter(), atol=1e-12)
+    inverse_field = nib.load(tmp_path / "a" / "inverse_ddf.nii.gz")
+    np.testing.assert_allclose(inverse_field.affine, moving.affine, atol=1e-6)
+    time.sleep(1.1)  # HDF5 stamps datasets with the second they were written in
+    _known_set(tmp_path / "b")
+    for name in ("composite.h5", "inverse_composite.h5", "affine.mat", "ddf.nii.gz", "inverse_ddf.nii.gz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -21,6 +21,7 @@ which ITK flips to LPS on reading, so every reader sees the same field.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -113,9 +114,30 @@ def write_displacement_nifti(target: Path, ddf_lps: np.ndarray, grid: Volume, *,
     return write_nifti(target, ras[:, :, :, None, :].astype(np.float32), grid.affine, inputs=inputs, intent="displacement vector")
 
 
+def _without_timestamps(source: Path, target: Path) -> None:
+    """Copy ITK's HDF5 transform file dataset by dataset without HDF5's per-dataset creation times, which
+    made two writes of the same transform differ in 128 bytes; the layout (ITK's own) is unchanged."""
+    import h5py
+
+    with h5py.File(source, "r") as original, h5py.File(target, "w", libver="earliest") as copy:
+        def visit(name: str, item) -> None:
+            if isinstance(item, h5py.Group):
+                copy.require_group(name)
+            else:
+                copy.create_dataset(name, data=item[()], dtype=item.dtype, track_times=False)
+
+        original.visititems(visit)
+
+
 def _write_itk_transform(target: Path, transform: sitk.Transform) -> Path:
     with atomic_path(target) as tmp:
-        sitk.WriteTransform(transform, str(tmp))
+        if target.suffix != ".h5":
+            sitk.WriteTransform(transform, str(tmp))
+        else:
+            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+                written = Path(scratch) / target.name
+                sitk.WriteTransform(transform, str(written))
+                _without_timestamps(written, tmp)
     return target
 
 
