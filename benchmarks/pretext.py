@@ -37,7 +37,7 @@ from medsuite.pretext.pretrain import PretextConfig, run_pretraining  # noqa: E4
 from medsuite.segmentation.config import SegmentationPipeline  # noqa: E402
 from medsuite.segmentation.data import split_volumes  # noqa: E402
 from medsuite.segmentation.evaluate import evaluate_volumes  # noqa: E402
-from medsuite.segmentation.report import load_model  # noqa: E402
+from medsuite.checkpoints import load_model  # noqa: E402
 from medsuite.segmentation.train import train  # noqa: E402
 
 CARD = "acdc_h5"
@@ -61,13 +61,9 @@ def location_error(pretext_model: Path, card, held_out: list[str], size: int) ->
     and that of always answering 0.5."""
     import h5py
 
-    from medsuite.checkpoints import load_checkpoint
-    from medsuite.pretext.model import PretextNet
     from medsuite.pretext.pretrain import _resize, normalise
 
-    checkpoint = load_checkpoint(pretext_model, kind="pretext")
-    model = PretextNet(checkpoint["config"]["backbone"]).eval()
-    model.load_state_dict(checkpoint["state"])
+    model = load_model(pretext_model, "pretext").model
     errors, baseline = [], []
     for record in (r for r in discover_records(card) if r["patient"] in held_out):
         with h5py.File(record["image"], "r") as handle:
@@ -140,7 +136,7 @@ def main() -> None:
                     run = args.out / f"{arm}_n{n}_steps{args.steps}_seed{seed}"
                     start = time.time()
                     train(config, run, device="cpu", init=encoder if arm == "pretext" else None, quiet=True)
-                    model, _, _ = load_model(run / "last.pt")
+                    model = load_model(run / "last.pt", "segmentation").model
                     test = test if test is not None else split_volumes(card, config, "test")
                     metrics = evaluate_volumes(model, test, config)
                     dice = 100 * metrics["mean_dice"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from medsuite.checkpoints import load_checkpoint
+from medsuite.checkpoints import load_checkpoint, load_model
 from medsuite.config import PIPELINES_DIR, load_pipeline
 from medsuite.data.cards import load_card
 from medsuite.io import write_json
@@ -26,7 +26,6 @@ from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_volumes, predict_volume
 from medsuite.segmentation.models import count_parameters
-from medsuite.segmentation.report import load_model
 from medsuite.segmentation.train import train
 
 
@@ -58,7 +57,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         if not args.no_train:
             train(config, run_dir, quiet=True)
         history = load_checkpoint(run_dir / "last.pt", kind="segmentation")["history"]
-        model, config, _ = load_model(run_dir / "best.pt")
+        loaded = load_model(run_dir / "best.pt", "segmentation")
+        model, config = loaded.model, loaded.config
         config.postprocess = base.postprocess  # every row scored with the YAML's postprocessing, alike
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")

@@ -11,7 +11,7 @@ from medsuite.data.cards import load_card
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.infer import DEFAULT_CHECKPOINT, segment_batch
-from medsuite.segmentation.report import load_model
+from medsuite.checkpoints import load_model
 
 from .conftest import shared_path
 
@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 
 def test_shipped_model_on_held_out_acdc_patients():
     shared_path("acdc_h5")
-    model, config, _ = load_model(DEFAULT_CHECKPOINT)
+    loaded = load_model(DEFAULT_CHECKPOINT, "segmentation")
+    model, config = loaded.model, loaded.config
     config.data.limit = 4  # two held-out patients, ED and ES (the full test split is in the model card)
     metrics = evaluate_volumes(model, split_volumes(load_card("acdc_h5"), config, "test"), config)
     assert len(metrics["cases"]) == 4

@@ -138,34 +138,41 @@ class ConceptModel:
     def save(self, path: str | Path, **extra: Any) -> Path:
         from medsuite.checkpoints import save_checkpoint
 
+        tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731 - checkpoints hold tensors, not numpy
         state = {
             "nets": {m: n.state_dict() for m, n in self.nets.items()},
-            "cavs": {m: [w, b] for m, (w, b) in self.cavs.items()},
+            "cavs": {m: [tensor(w), tensor(b)] for m, (w, b) in self.cavs.items()},
             "bottleneck": self.bottleneck.state_dict(),
             "blackbox": self.blackbox.state_dict(),
             "joint": self.joint.state_dict() if self.joint is not None else None,
-            "present_values": self.present_values,
-            "absent_values": self.absent_values,
+            "present_values": tensor(self.present_values),
+            "absent_values": tensor(self.absent_values),
         }
         return save_checkpoint(path, kind=KIND, state=state, config={"pipeline": self.config.model_dump(mode="json"), "vocabulary": self.vocabulary.to_dict(), "backbone": self.config.backbone.model_dump(mode="json")}, **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> ConceptModel:
-        from medsuite.checkpoints import load_checkpoint
+        from medsuite.checkpoints import load_model
 
-        payload = load_checkpoint(path, kind=KIND)
-        config = ConceptsPipeline.model_validate(payload["config"]["pipeline"])
+        return load_model(path, KIND).model
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, payload: dict[str, Any]) -> ConceptModel:
+        """The model of a checked checkpoint payload (``medsuite.checkpoints.load_model`` calls this)."""
+        from medsuite.checkpoints import fill, validated
+
+        config = validated(path, ConceptsPipeline, payload["config"]["pipeline"])
         vocabulary = Vocabulary.from_dict(payload["config"]["vocabulary"], path)
         state = payload["state"]
         model = cls._empty(config, vocabulary, with_joint=state["joint"] is not None)
         for m, net in model.nets.items():
-            net.load_state_dict(state["nets"][m])
-        model.cavs = {m: (np.asarray(w), np.asarray(b)) for m, (w, b) in state["cavs"].items()}
-        model.bottleneck.load_state_dict(state["bottleneck"])
-        model.blackbox.load_state_dict(state["blackbox"])
+            fill(path, net, state["nets"][m])
+        model.cavs = {m: (w.numpy(), b.numpy()) for m, (w, b) in state["cavs"].items()}
+        fill(path, model.bottleneck, state["bottleneck"])
+        fill(path, model.blackbox, state["blackbox"])
         if model.joint is not None:
-            model.joint.load_state_dict(state["joint"])
-        model.present_values, model.absent_values = np.asarray(state["present_values"]), np.asarray(state["absent_values"])
+            fill(path, model.joint, state["joint"])
+        model.present_values, model.absent_values = state["present_values"].numpy(), state["absent_values"].numpy()
         return model.eval()
 
     @classmethod

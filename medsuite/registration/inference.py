@@ -166,14 +166,11 @@ def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tup
     """A trained GIRNet and the config it was trained with (the checkpoint's config wins), or none."""
     if checkpoint is None:
         return None, config
-    from medsuite.checkpoints import load_checkpoint
+    from medsuite.checkpoints import load_model as load_checkpoint_model
 
-    payload = load_checkpoint(checkpoint, kind="registration")
-    trained = RegistrationConfig.model_validate(payload["config"])
-    model = GIRNet(trained)
-    model.load_state_dict(payload["state"])
-    model.eval().requires_grad_(False)  # instance optimisation fits the field and mask, never the weights
-    return model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
+    loaded = load_checkpoint_model(checkpoint, "registration")
+    trained = loaded.config
+    return loaded.model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
 
 
 def default_output_dir(moving: Path) -> Path:

@@ -13,14 +13,14 @@ import torch
 from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 
 from medsuite.batch import Case, find_cases, run_batch
-from medsuite.checkpoints import load_checkpoint
+from medsuite.checkpoints import load_model
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import LABELS
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.evaluate import predict_volume
-from medsuite.segmentation.models import count_parameters, make_model
+from medsuite.segmentation.models import count_parameters
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
@@ -39,12 +39,10 @@ class Segmenter:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        ckpt = load_checkpoint(self.path, kind="segmentation")
-        self.config = SegmentationPipeline.model_validate(ckpt["config"])
-        self.card = ckpt.get("card")
-        self.model = make_model(self.config)
-        self.model.load_state_dict(ckpt["state"])
-        self.model.to(device).eval()
+        loaded = load_model(self.path, "segmentation", device=device)
+        self.config: SegmentationPipeline = loaded.config
+        self.card = loaded.payload.get("card")
+        self.model = loaded.model
         self.device = torch.device(device)
         self.name = f"{self.config.model.name} ({self.path.name}, card {self.card})"
         self.parameters = count_parameters(self.model)
