@@ -33,7 +33,6 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from medsuite.config import load_pipeline
 from medsuite.data.samples import PathologicalPair, make_pathological_pair
 from medsuite.io import Volume, to_sitk
 from medsuite.registration.config import RegistrationConfig
@@ -161,7 +160,7 @@ def main() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ANTs when it loads
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's first optimiser imports torch._dynamo (~2.5 s, once per process): not the first row's cost
-    config = load_pipeline("registration_girnet", RegistrationConfig)  # the shipped YAML (package data since issue 15)
+    config = __import__("medsuite.config", fromlist=["load_pipeline"]).load_pipeline("registration_girnet", RegistrationConfig)  # the shipped YAML
     plain = config.model_copy(update={"losses": config.losses.model_copy(update={"symmetric": 0.0})})
     methods: dict[str, Method] = {"affine pre-alignment only": medsuite_method(config, steps=0, use_segmentation=False)}
     starts = {"IO alone": (None, config)}
