@@ -88,7 +88,10 @@ def read_pairs_csv(path: str | Path) -> list[PairSpec]:
 def atlas_pairs(fixed: Path, folder: Path) -> list[PairSpec]:
     """One fixed image (an atlas) paired with every other image or DICOM series in ``folder``."""
     atlas = Path(fixed).resolve()
-    return [PairSpec(id=case.name, fixed=Path(fixed), moving=case.path) for case in find_cases([folder]) if case.path.resolve() != atlas]
+    pairs = [PairSpec(id=case.name, fixed=Path(fixed), moving=case.path) for case in find_cases([folder]) if case.path.resolve() != atlas]
+    if not pairs:
+        raise MedsuiteError(folder, "holds no scan besides the fixed image", "give a folder of moving scans")
+    return pairs
 
 
 def is_batch_folder(moving: Path) -> bool:
