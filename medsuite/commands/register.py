@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medsuite.commands import THREADS_HELP, example, train_app
+from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
 from medsuite.export.formats import OUTPUT_FORMAT_HELP, OutputFormat
 
 DEMO_ORDER = 10
@@ -33,9 +34,13 @@ def _checkpoint(model: str) -> Path | None:
 
 
 def register_command(
-    fixed: Path = typer.Argument(..., help="Fixed image (healthy scan or atlas): NIfTI, MHA/NRRD or a DICOM folder."),
-    moving: Path = typer.Argument(..., help="Moving image (the scan with a lesion)."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Results folder (default: <moving>_registered beside the moving image)."),
+    fixed: Path | None = typer.Argument(None, help="Fixed image (healthy scan or atlas): NIfTI, MHA/NRRD or a DICOM folder."),
+    moving: Path | None = typer.Argument(None, help="Moving image (the scan with a lesion), or a folder of them, each registered to FIXED (batch)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Results folder (default: <moving>_registered beside the moving image); a batch writes one folder per pair in it."),
+    pairs: Path | None = typer.Option(None, "--pairs", help="Batch: CSV with columns fixed,moving[,moving_labels][,fixed_labels][,lesion_mask][,id] (paths relative to the CSV)."),
+    resume: bool = typer.Option(False, "--continue", help="Batch: skip pairs whose results folder is complete."),
+    num_parts: int = NUM_PARTS,
+    part_id: int = PART_ID,
     moving_labels: Path | None = typer.Option(None, "--moving-labels", help="Label map of the moving image to carry into fixed space."),
     model: str = typer.Option("auto", "--model", help="Checkpoint: 'auto' (shipped), 'none' (instance optimisation only) or a path."),
     steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
@@ -46,11 +51,26 @@ def register_command(
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
     output_format: list[OutputFormat] = typer.Option([OutputFormat.nifti], "--output-format", help=f"The lesion mask's formats. {OUTPUT_FORMAT_HELP}"),
 ) -> None:
-    """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, ddf, Jacobian."""
+    """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, Jacobian and the transform set
+    (forward and inverse fields, affine.mat, composite.h5). Many pairs: --pairs CSV, or FIXED and a folder of moving scans."""
+    from medsuite.errors import MedsuiteError
     from medsuite.registration.inference import register_files
+    from medsuite.registration.pairs import atlas_pairs, is_batch_folder, read_pairs_csv, register_pairs
     from medsuite.runtime import configure_runtime
 
+    batch = pairs is not None or (moving is not None and is_batch_folder(moving))
+    if pairs is not None and (fixed is not None or moving is not None):
+        raise MedsuiteError("--pairs", "lists the pairs itself", "give either --pairs CSV or FIXED MOVING, not both")
+    if pairs is None and (fixed is None or moving is None):
+        raise MedsuiteError("register", "needs FIXED and MOVING (an image or a folder of images), or --pairs CSV", "see medsuite register --help")
+    if batch and (output is None or moving_labels is not None):
+        raise MedsuiteError("register", "a batch needs -o OUTDIR and takes labels from the pairs CSV", "give -o, and moving_labels/fixed_labels columns in --pairs")
+    if resume and not batch:
+        raise MedsuiteError("--continue", "only applies to a batch", "drop --continue, or give --pairs or a folder of moving scans")
     configure_runtime(threads, device)  # validates the device; small volumes optimise fastest on the CPU
+    if batch:
+        specs = read_pairs_csv(pairs) if pairs is not None else atlas_pairs(fixed, moving)
+        raise typer.Exit(register_pairs(specs, output, _config(pipeline), checkpoint=_checkpoint(model), steps=steps, seed=seed, resume=resume, quiet=quiet, part=part_of(num_parts, part_id)))
     folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format)
     console = Console(highlight=False)
     if quiet:

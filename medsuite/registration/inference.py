@@ -22,6 +22,7 @@ from medsuite.registration.instance import model_grid, optimise_in_content_box
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.prealign import affine_prealign
 from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps, warp
+from medsuite.registration.transforms import TRANSFORM_FILES, affine_report, conventions, write_transform_set
 
 OUTPUTS = {
     "warped": "warped.nii.gz",
@@ -46,6 +47,8 @@ class Registration:
     seconds: dict[str, float] = field(default_factory=dict)
     energy: dict | str = "not estimated"
     steps_taken: int = 0  # instance-optimisation steps over all levels (levels stop early on a loss plateau)
+    prealign: sitk.AffineTransform = field(default_factory=lambda: sitk.AffineTransform(3))  # fixed point -> moving point
+    inverse_vox: np.ndarray | None = None  # (3, X, Y, Z) inverse deformation, fixed-grid voxels (transform set)
 
     @property
     def folding_percent(self) -> float:
@@ -144,6 +147,8 @@ def register_volumes(
         seconds=seconds,
         energy=energy,
         steps_taken=len(result.losses),
+        prealign=prealign,
+        inverse_vox=result.inverse[0].numpy(),
     )
     registration.warped = registration.warp_moving(np.asarray(moving.array, np.float32))
     lesion_pre = clean_mask(result.lesion[0, 0].numpy())
@@ -185,9 +190,11 @@ def register_files(
     steps: int | None = None,
     seed: int = 0,
     output_formats: list[str] | None = None,
+    loaded: tuple[GIRNet | None, RegistrationConfig] | None = None,
 ) -> tuple[Path, dict]:
     """Read, register, write the result folder; returns (folder, report). ``output_formats`` adds the lesion
-    mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats)."""
+    mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats). ``loaded``: ``load_model``'s
+    result when the caller already has it (a batch loads the checkpoint once)."""
     from medsuite.export.masks import algorithm_for, write_mask_outputs
     from medsuite.provenance import new_report
 
@@ -199,15 +206,15 @@ def register_files(
         raise MedsuiteError(moving_labels, f"has shape {labels.spatial_shape}, the moving image {moving.spatial_shape}", "give the label map of the moving image")
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(Path(moving_path))
     inputs = [p for p in (fixed_path, moving_path, moving_labels) if p is not None]
-    for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
+    for name in [*OUTPUTS.values(), *TRANSFORM_FILES.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
         ensure_not_input(out_dir / name, inputs)
     check_output_dir(out_dir, 8 * 4 * int(np.prod(fixed.spatial_shape)))  # five float32 volumes, a 3-vector field
     from medsuite.batch import Manifest, refuse_replacing_others
 
-    written = [out_dir / name for name in [*OUTPUTS.values(), WARPED_LABELS, "report.json", "manifest.json"]]
+    written = [out_dir / name for name in [*OUTPUTS.values(), *TRANSFORM_FILES.values(), WARPED_LABELS, "report.json", "manifest.json"]]
     refuse_replacing_others(out_dir, written)
 
-    model, config = load_model(checkpoint, config)
+    model, config = loaded if loaded is not None else load_model(checkpoint, config)
     result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed)
     for name, values in (("warped image", result.warped), ("inpainted image", result.inpainted), ("displacement field", result.ddf_lps), ("Jacobian", result.jacobian)):
         require_finite(values, moving_path, name)  # a NaN field is a failed registration, not a result
@@ -219,11 +226,9 @@ def register_files(
     write(OUTPUTS["warped"], result.warped.astype(np.float32), affine_f)
     lesion_outputs = write_mask_outputs(result.lesion.astype(np.uint8), moving, out_dir, OUTPUTS["lesion_mask"].removesuffix(".nii.gz"), formats=output_formats, labels={1: "lesion"}, algorithm=algorithm_for("girnet", checkpoint), inputs=inputs)
     write(OUTPUTS["inpainted"], result.inpainted, affine_m)
-    # NIfTI stores vectors in RAS; ITK (SimpleITK, ANTs, Slicer) flips x and y of an intent-1006 field to LPS on read.
-    ddf_ras = result.ddf_lps * np.array([-1.0, -1.0, 1.0])
-    write(OUTPUTS["ddf"], ddf_ras[:, :, :, None, :].astype(np.float32), affine_f, intent="displacement vector")
     write(OUTPUTS["jacobian"], result.jacobian, affine_f)
-    outputs = dict(OUTPUTS) | {f"lesion_mask_{k}": v for k, v in lesion_outputs.items() if k != "nifti" and v is not None}
+    outputs = dict(OUTPUTS) | write_transform_set(out_dir, fixed, moving, result.ddf_lps, result.inverse_vox, result.prealign, inputs=inputs)
+    outputs |= {f"lesion_mask_{k}": v for k, v in lesion_outputs.items() if k != "nifti" and v is not None}
     if labels is not None:
         warped_labels = result.warp_moving(np.asarray(labels.array), nearest=True)
         write(WARPED_LABELS, warped_labels.astype(labels.array.dtype), affine_f)
@@ -247,7 +252,7 @@ def register_files(
             "seconds": round(result.seconds["total"], 3),
             "seconds_by_stage": {k: round(v, 3) for k, v in result.seconds.items()},
             "energy": result.energy,
-            "ddf_convention": "world mm on the fixed grid, stored RAS (NIfTI intent 1006, read by ITK as LPS): fixed point p maps to moving point p + ddf(p)",
+            "transforms": conventions() | {"prealign_fixed_to_moving": affine_report(result.prealign)},
         }
     )
     write_json(out_dir / "report.json", report)
