@@ -70,3 +70,38 @@ def test_spiking_backbones_mark_every_layer_behind_a_neuron():
         assert marks[0] is None and set(marks[1:]) == {"spike"}  # only the image-reading conv is analog
     # a blank image: the first conv is charged in full at each of the 2 steps, 2 x (4 x 8x8) x 9 MACs
     assert estimate_energy(model, torch.zeros(1, 1, 8, 8))["macs"] == 2 * 4 * 64 * 9
+
+
+def test_every_convention_priced_from_hand_counted_operations():
+    from medsuite.backbones.energy import CONVENTIONS
+
+    # analog conv 1->2, k=3, pad 1 on 4x4: 2*16 outputs x 9 = 288 MACs; memory: 288 weights + 16 inputs + 32 outputs
+    analog = estimate_energy(nn.Conv2d(1, 2, 3, padding=1), torch.randn(1, 1, 4, 4) + 5.0)
+    assert (analog["macs"], analog["acs"], analog["memory_accesses"], analog["neuron_updates"]) == (288, 0, 336, 0)
+    by = analog["energy_mj_by_convention"]
+    assert set(by) == set(CONVENTIONS) == set(analog["conventions"])
+    assert by["45nm"] == pytest.approx(288 * 4.6e-9) == analog["energy_mj"]
+    assert by["darwinwafer"] == pytest.approx(288 * 4.6e-9)  # a CNN layer does not run on the neuromorphic chip
+    assert by["45nm+memory"] == pytest.approx((288 * 4.6 + 336 * 5.0) * 1e-9)
+    # two spikes into conv 1->4 on 5x5: 52 synaptic operations (see above); memory: 52 weights + 2 events + 100 outputs
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = x[0, 0, 0, 0] = 1.0
+    spiking = estimate_energy(nn.Conv2d(1, 4, 3, padding=1), x)
+    assert (spiking["acs"], spiking["memory_accesses"]) == (52, 154)
+    by = spiking["energy_mj_by_convention"]
+    assert by["45nm"] == pytest.approx(52 * 0.9e-9)
+    assert by["darwinwafer"] == pytest.approx(52 * 4.9e-9)
+    assert by["45nm+memory"] == pytest.approx((52 * 0.9 + 154 * 5.0) * 1e-9)
+
+
+def test_neuron_updates_cost_two_memory_accesses_each():
+    pytest.importorskip("snntorch")
+    from medsuite.backbones.energy import combine_estimates
+    from medsuite.backbones.snn import LIF, neuron_options
+
+    lif = LIF(**neuron_options({}))
+    result = estimate_energy(lif, torch.rand(3, 1, 2, 4, 4))  # T=3 steps of 2x4x4 neurons: 96 updates
+    assert (result["macs"], result["acs"], result["neuron_updates"]) == (0, 0, 96)
+    assert result["energy_mj_by_convention"]["45nm+memory"] == pytest.approx(2 * 96 * 5.0e-9)
+    both = combine_estimates([result, result])
+    assert both["neuron_updates"] == 192 and both["energy_mj_by_convention"]["45nm+memory"] == pytest.approx(4 * 96 * 5.0e-9)

@@ -1,9 +1,19 @@
 """Inference energy estimate for any backbone: MACs for analog-fed layers, synaptic ACs for spike-fed ones.
 
-Convention used by the SNN literature (Horowitz, ISSCC 2014, 45 nm CMOS): a 32-bit float multiply-accumulate
-costs 4.6 pJ, an accumulate 0.9 pJ. Only the synaptic layers (conv, transposed conv, linear) are counted;
-normalisation, neuron updates and memory traffic are left out, so the figure is an *estimate* for comparing
-backbones, not a measurement of any chip.
+The operations are counted once and priced under several conventions (``CONVENTIONS``), side by side, each
+with its source. None is a measurement of this model on a chip: they are *estimates* for comparing backbones.
+
+- ``45nm`` (the SNN literature's default; Horowitz, ISSCC 2014, 45 nm CMOS): a 32-bit float multiply-accumulate
+  costs 4.6 pJ, an accumulate 0.9 pJ. Only the synaptic layers (conv, transposed conv, linear) are counted;
+  normalisation, neuron updates and memory traffic are left out. ``energy_mj`` is this convention.
+- ``darwinwafer``: each synaptic operation of a spike-fed layer at the 4.9 pJ/SOP that DarwinWafer measured
+  for its whole wafer system (Zhu et al., arXiv 2509.16213, 333 MHz, 0.8 V); analog-fed layers (a spiking
+  network's first, direct-encoding conv, or every layer of a CNN) stay at the 45 nm MAC price, since such a
+  chip does not run them.
+- ``45nm+memory``: the 45 nm operations plus memory traffic, the comparison that benchmarks of quantised ANNs
+  against SNNs argue for: one 32-bit SRAM access (5 pJ: half of Horowitz's 10 pJ for a 64-bit read from an
+  8 KB SRAM) per weight fetched by each operation (no reuse), per input read (each dense activation, or each
+  spike event), per output written, and two per spiking neuron update (its membrane read and written).
 
 A layer is *spike-fed* when its module says so (attribute ``energy_input = "spike"``, set by the spiking
 backbones on every layer behind a neuron) or, unmarked, when its input has non-zero entries that all share one
@@ -25,8 +35,15 @@ from torch import nn
 
 PJ_PER_MAC = 4.6
 PJ_PER_AC = 0.9
+PJ_PER_SOP_DARWINWAFER = 4.9
+PJ_PER_SRAM_ACCESS = 5.0
 CONVENTION = "45nm: 4.6 pJ/MAC, 0.9 pJ/AC"
 NOTE = "estimate: synaptic operations of conv/linear layers only (45 nm figures, Horowitz 2014); not a hardware measurement"
+CONVENTIONS = {
+    "45nm": "4.6 pJ/MAC, 0.9 pJ/AC; synaptic operations only (Horowitz, ISSCC 2014)",
+    "darwinwafer": "4.9 pJ/SOP for spike-fed layers, measured system figure of DarwinWafer (arXiv 2509.16213); analog-fed layers at 4.6 pJ/MAC",
+    "45nm+memory": "45nm operations + 5 pJ per 32-bit SRAM access: a weight per operation, inputs read, outputs written, 2 per neuron update (Horowitz, ISSCC 2014)",
+}
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -90,31 +107,44 @@ def _input_kind(module: nn.Module, x: torch.Tensor) -> str:
 def estimate_energy(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
     """Run ``model`` once on ``example`` (eval mode, no grad) and count its synaptic operations per layer.
 
-    Returns ``{"macs", "acs", "energy_mj", "per_layer", "convention", "note"}`` for the whole example
-    (all of its batch and, for spiking models, all time steps). ``per_layer`` lists every synaptic layer
-    called: name, type, calls, macs, acs, spike_input, and the input firing rate of spike-fed calls.
+    Returns ``{"macs", "acs", "memory_accesses", "neuron_updates", "energy_mj", "energy_mj_by_convention",
+    "conventions", "per_layer", "convention", "note"}`` for the whole example (all of its batch and, for
+    spiking models, all time steps); ``energy_mj`` is the 45 nm figure. ``per_layer`` lists every synaptic
+    layer called: name, type, calls, macs, acs, memory accesses, spike_input, and the input firing rate of
+    spike-fed calls. Neuron layers declare themselves with ``energy_neurons = True`` (the snn backbone's LIF).
     """
     layers: dict[str, dict[str, Any]] = {}
+    neuron_updates = 0
     handles = []
 
     def hook(name: str):
         def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             x = inputs[0].detach()
-            row = layers.setdefault(name, {"name": name, "type": type(module).__name__, "calls": 0, "macs": 0, "acs": 0, "spike_input": False, "spikes": 0, "inputs": 0})
+            row = layers.setdefault(name, {"name": name, "type": type(module).__name__, "calls": 0, "macs": 0, "acs": 0, "memory_accesses": 0, "spike_input": False, "spikes": 0, "inputs": 0})
             row["calls"] += 1
             if _input_kind(module, x) == "spike":
-                row["acs"] += synaptic_acs(module, x)
+                acs, events = synaptic_acs(module, x), int((x != 0).sum().item())
+                row["acs"] += acs
                 row["spike_input"] = True
-                row["spikes"] += int((x != 0).sum().item())
+                row["spikes"] += events
                 row["inputs"] += x.numel()
+                row["memory_accesses"] += acs + events + output.numel()  # weights fetched, events read, outputs written
             else:
-                row["macs"] += dense_macs(module, x, output)
+                macs = dense_macs(module, x, output)
+                row["macs"] += macs
+                row["memory_accesses"] += macs + x.numel() + output.numel()
 
         return count
+
+    def count_neurons(module: nn.Module, inputs: tuple, output: Any) -> None:
+        nonlocal neuron_updates
+        neuron_updates += inputs[0].numel()  # one update per neuron per time step
 
     for name, module in model.named_modules():
         if isinstance(module, SYNAPTIC_LAYERS):
             handles.append(module.register_forward_hook(hook(name or type(module).__name__)))
+        elif getattr(module, "energy_neurons", False):
+            handles.append(module.register_forward_hook(count_neurons))
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -132,13 +162,32 @@ def estimate_energy(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
         row["input_rate"] = spikes / inputs if inputs else None
         row["energy_mj"] = (row["macs"] * PJ_PER_MAC + row["acs"] * PJ_PER_AC) * 1e-9
         per_layer.append(row)
-    macs = sum(r["macs"] for r in per_layer)
-    acs = sum(r["acs"] for r in per_layer)
+    counts = {key: sum(r[key] for r in per_layer) for key in ("macs", "acs", "memory_accesses")}
+    return finish_estimate(counts | {"neuron_updates": neuron_updates}) | {"per_layer": per_layer}
+
+
+def finish_estimate(counts: dict[str, int]) -> dict[str, Any]:
+    """Price operation counts (``macs``, ``acs``, ``memory_accesses``, ``neuron_updates``) under every convention.
+
+    Also used to add up the estimates of several networks (the concept model's per-modality encoders)."""
+    macs, acs = counts["macs"], counts["acs"]
+    memory = counts["memory_accesses"] + 2 * counts["neuron_updates"]
+    by_convention = {
+        "45nm": (macs * PJ_PER_MAC + acs * PJ_PER_AC) * 1e-9,
+        "darwinwafer": (macs * PJ_PER_MAC + acs * PJ_PER_SOP_DARWINWAFER) * 1e-9,
+        "45nm+memory": (macs * PJ_PER_MAC + acs * PJ_PER_AC + memory * PJ_PER_SRAM_ACCESS) * 1e-9,
+    }
     return {
-        "macs": macs,
-        "acs": acs,
-        "energy_mj": (macs * PJ_PER_MAC + acs * PJ_PER_AC) * 1e-9,
-        "per_layer": per_layer,
+        **{key: counts[key] for key in ("macs", "acs", "memory_accesses", "neuron_updates")},
+        "energy_mj": by_convention["45nm"],
+        "energy_mj_by_convention": by_convention,
+        "conventions": CONVENTIONS,
         "convention": CONVENTION,
         "note": NOTE,
     }
+
+
+def combine_estimates(estimates: list[dict[str, Any]]) -> dict[str, Any]:
+    """One estimate for several networks run on one case: counts added, then priced."""
+    keys = ("macs", "acs", "memory_accesses", "neuron_updates")
+    return finish_estimate({key: sum(e[key] for e in estimates) for key in keys})

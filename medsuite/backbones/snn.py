@@ -66,6 +66,8 @@ def neuron_options(extra: dict) -> dict:
 class LIF(nn.Module):
     """Multi-step LIF layer: unrolls an snntorch ``Leaky`` cell over the leading time axis from a zero membrane."""
 
+    energy_neurons = True  # the energy estimate counts one membrane update per element of the input current
+
     def __init__(self, beta: float, threshold: float, spike_grad, reset: str):
         super().__init__()
         self.cell = snntorch.Leaky(beta=beta, threshold=threshold, spike_grad=spike_grad, reset_mechanism=reset)

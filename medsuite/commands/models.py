@@ -15,8 +15,8 @@ models_app = typer.Typer(help="The shipped models and their cards; export a chec
 console = Console(highlight=False)
 
 # --format -> "module:function" taking (checkpoint, out_dir, *, version, changelog) and returning the folder
-# written; imported only when chosen. A new format (e.g. NIR for spiking models) is one more entry.
-EXPORTERS = {"bundle": "medsuite.export.bundle:export_bundle"}
+# written; imported only when chosen.
+EXPORTERS = {"bundle": "medsuite.export.bundle:export_bundle", "nir": "medsuite.backbones.nir_export:export_checkpoint_nir"}
 
 
 @models_app.command("list")
@@ -43,7 +43,7 @@ def list_models(card: str | None = typer.Option(None, "--card", help="Print the 
 def export(
     checkpoint: Path = typer.Argument(..., help="A segmentation checkpoint (.pt), e.g. medsuite/assets/segmentation/neunet_acdc.pt or a run's best.pt."),
     output: Path = typer.Option(..., "-o", "--output", help="The bundle folder to write (new or empty, or an earlier bundle to replace)."),
-    fmt: str = typer.Option("bundle", "--format", help=f"Export format: {', '.join(EXPORTERS)} (MONAI bundle: configs/, models/model.pt and model.ts, docs/)."),
+    fmt: str = typer.Option("bundle", "--format", help=f"Export format: {', '.join(EXPORTERS)} (bundle: a MONAI bundle with configs/, models/model.pt and model.ts, docs/; nir: a spiking model's encoder as a NIR graph, encoder.nir, with a round-trip report)."),
     version: str | None = typer.Option(None, "--version", help="The bundle's version (default: medsuite's)."),
     changelog: str | None = typer.Option(None, "--changelog", help="The changelog line of this version (default: where it was exported from)."),
 ) -> None:

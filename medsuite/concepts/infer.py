@@ -19,12 +19,11 @@ def patient_energy(model, images: dict) -> dict[str, Any]:
     """
     import torch
 
-    from medsuite.backbones.energy import estimate_energy
+    from medsuite.backbones.energy import combine_estimates, estimate_energy
 
     device = next(next(iter(model.nets.values())).parameters()).device
     estimates = [estimate_energy(model.nets[m].encoder, torch.as_tensor(stack, dtype=torch.float32, device=device)[:, None]) for m, stack in images.items()]
-    total = {key: sum(e[key] for e in estimates) for key in ("macs", "acs", "energy_mj")}
-    return total | {"convention": estimates[0]["convention"], "note": estimates[0]["note"], "per": "patient", "images": sum(len(s) for s in images.values())}
+    return combine_estimates(estimates) | {"per": "patient", "images": sum(len(s) for s in images.values())}
 
 
 def first_case_energy(model, cases) -> dict[str, Any] | None:

@@ -87,10 +87,11 @@ def clean_mask(probability: np.ndarray) -> np.ndarray:
 def inference_energy(model: GIRNet | None, pair: torch.Tensor, voxel_mm: float) -> dict:
     """The estimated energy of one pass of the trained modules (SNN helper's convention) on the grid a warm
     start runs them on; instance optimisation's own steps are gradient arithmetic, not counted."""
-    from medsuite.backbones.energy import CONVENTION, estimate_energy
+    from medsuite.backbones.energy import estimate_energy, finish_estimate
 
     if model is None:
-        return {"macs": 0, "acs": 0, "energy_mj": 0.0, "convention": CONVENTION, "note": "no network ran (instance optimisation only)"}
+        nothing = dict.fromkeys(("macs", "acs", "memory_accesses", "neuron_updates"), 0)
+        return finish_estimate(nothing) | {"note": "no network ran (instance optimisation only)"}
     example = resize_image(pair, model_grid(model, tuple(pair.shape[2:]), voxel_mm))
     estimate = estimate_energy(model, example)
     return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": f"one pass of the three modules on a {list(example.shape[2:])} grid"}
