@@ -37,7 +37,7 @@ from medsuite.pretext.pretrain import PretextConfig, run_pretraining  # noqa: E4
 from medsuite.segmentation.config import SegmentationPipeline  # noqa: E402
 from medsuite.segmentation.data import split_volumes  # noqa: E402
 from medsuite.segmentation.evaluate import evaluate_volumes  # noqa: E402
-from medsuite.segmentation.report import load_model  # noqa: E402
+from medsuite.segmentation.models import load_trained  # noqa: E402
 from medsuite.segmentation.train import train  # noqa: E402
 
 CARD = "acdc_h5"
@@ -140,9 +140,9 @@ def main() -> None:
                     run = args.out / f"{arm}_n{n}_steps{args.steps}_seed{seed}"
                     start = time.time()
                     train(config, run, device="cpu", init=encoder if arm == "pretext" else None, quiet=True)
-                    model, _, _ = load_model(run / "last.pt")
+                    trained = load_trained(run / "last.pt")
                     test = test if test is not None else split_volumes(card, config, "test")
-                    metrics = evaluate_volumes(model, test, config)
+                    metrics = evaluate_volumes(trained.model, test, config, trained.labels)
                     dice = 100 * metrics["mean_dice"]
                     print(f"  seed {seed}, {n} labelled, {arm}: {config.train.epochs} epochs, test Dice {dice:.2f} ({time.time() - start:.0f} s)", flush=True)
                     # Merge with what other processes (the other arm) wrote.

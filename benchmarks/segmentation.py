@@ -24,9 +24,9 @@ from medsuite.data.cards import load_card
 from medsuite.io import write_json
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.data import split_volumes
-from medsuite.segmentation.evaluate import evaluate_volumes, predict_volume
-from medsuite.segmentation.models import count_parameters
-from medsuite.segmentation.report import load_model
+from medsuite.segmentation.evaluate import evaluate_volumes
+from medsuite.segmentation.models import count_parameters, load_trained
+from medsuite.segmentation.predict import predict_volume
 from medsuite.segmentation.train import train
 
 
@@ -58,13 +58,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         if not args.no_train:
             train(config, run_dir, quiet=True)
         history = load_checkpoint(run_dir / "last.pt", kind="segmentation")["history"]
-        model, config, _ = load_model(run_dir / "best.pt")
+        trained = load_trained(run_dir / "best.pt")
+        model, config = trained.model, trained.config
         config.postprocess = base.postprocess  # every row scored with the YAML's postprocessing, alike
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
-        metrics = evaluate_volumes(model, test, config)
+        metrics = evaluate_volumes(model, test, config, trained.labels)
         row = {
             "model": name,
+            "classes": list(metrics["per_class"]),
             **{c: v["dice"] for c, v in metrics["per_class"].items()},
             "mean_dice": metrics["mean_dice"],
             "hd95": metrics["mean_hd95"],
@@ -84,12 +86,12 @@ def markdown(rows: list[dict]) -> str:
     ref = next((r for r in rows if r["model"] == "unet"), rows[0])
     ratio = lambda r, k: f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
     lines = [
-        "| model | epochs (train min) | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model | epochs (train min) | {' | '.join('Dice ' + c for c in rows[0]['classes'])} | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
+        "|---|---|" + "---|" * len(rows[0]["classes"]) + "---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['epochs']} ({r['train_minutes']:.0f}) | {r['RV']:.3f} | {r['Myo']:.3f} | {r['LV']:.3f} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
+            f"| {r['model']} | {r['epochs']} ({r['train_minutes']:.0f}) | {' | '.join(f'{r[c]:.3f}' for c in r['classes'])} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
             f"{r['hd95']:.1f} ({ratio(r, 'hd95')}) | {r['params'] / 1e6:.2f}M ({ratio(r, 'params')}) | {r['s_per_volume']:.2f} ({ratio(r, 's_per_volume')}) |"
         )
     return "\n".join(lines)

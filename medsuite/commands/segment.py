@@ -64,7 +64,7 @@ def evaluate_segmentation(
     output: Path | None = typer.Option(None, "-o", "--output", help="Where metrics.json goes (default: the run folder)."),
 ) -> None:
     """Per-class and mean Dice and HD95 on a card split; writes metrics.json."""
-    from medsuite.segmentation.report import evaluate_checkpoint, metrics_table
+    from medsuite.segmentation.evaluate import evaluate_checkpoint, metrics_table
 
     metrics, target = evaluate_checkpoint(run, card=card, split=split, root=root, output=output)
     Console().print(metrics_table(metrics))
@@ -81,8 +81,8 @@ def run_demo(out_dir: Path, console: Console) -> None:
 
     from medsuite.errors import MedsuiteError
     from medsuite.io import write_json, write_nifti
-    from medsuite.segmentation.evaluate import volume_metrics
     from medsuite.segmentation.infer import segment_batch
+    from medsuite.segmentation.metrics import volume_metrics
     from medsuite.segmentation.synthetic import synthetic_short_axis
 
     folder = out_dir / "segmentation"
@@ -92,8 +92,9 @@ def run_demo(out_dir: Path, console: Console) -> None:
     if segment_batch([case], folder, quiet=True) != 0:
         raise MedsuiteError(folder / "errors.tsv", "the demo case failed", "read the error line there")
     mask = np.asarray(nib.load(str(folder / "synthetic_sax_seg.nii.gz")).dataobj)
-    scores = volume_metrics(torch.as_tensor(mask), torch.as_tensor(labels), vol.spacing.tolist())
     report = json.loads((folder / "report.json").read_text())
+    names = {int(k): v for k, v in report["labels"].items()}
+    scores = volume_metrics(torch.as_tensor(mask), torch.as_tensor(labels), vol.spacing.tolist(), names)
     report["phantom_metrics"] = {"note": "generated phantom, not ACDC: a smoke check, not an accuracy figure", **scores}
     write_json(folder / "report.json", report)
     console.print(f"segment: {folder}; Dice on the generated phantom (not ACDC): " + ", ".join(f"{k} {v['dice']:.2f}" for k, v in scores.items()))

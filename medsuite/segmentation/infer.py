@@ -13,14 +13,11 @@ import torch
 from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
 
 from medsuite.batch import Case, find_cases, run_batch
-from medsuite.checkpoints import load_checkpoint
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
-from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import resize_images
-from medsuite.segmentation.evaluate import predict_volume
-from medsuite.segmentation.models import count_parameters, make_model
+from medsuite.segmentation.models import count_parameters, load_trained
+from medsuite.segmentation.predict import predict_volume
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
@@ -39,12 +36,8 @@ class Segmenter:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
         self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        ckpt = load_checkpoint(self.path, kind="segmentation")
-        self.config = SegmentationPipeline.model_validate(ckpt["config"])
-        self.card = ckpt.get("card")
-        self.model = make_model(self.config)
-        self.model.load_state_dict(ckpt["state"])
-        self.model.to(device).eval()
+        trained = load_trained(self.path, device)
+        self.config, self.card, self.labels, self.model = trained.config, trained.card, trained.labels, trained.model
         self.device = torch.device(device)
         self.name = f"{self.config.model.name} ({self.path.name}, card {self.card})"
         self.parameters = count_parameters(self.model)
@@ -69,9 +62,9 @@ class Segmenter:
         return resize_images(middle, self.config.data.image_size)
 
 
-def label_volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
-    counts = np.bincount(labels.ravel(), minlength=max(LABELS) + 1)
-    return {name: round(float(counts[value]) * voxel_ml, 3) for value, name in LABELS.items()}
+def label_volumes_ml(labels: np.ndarray, voxel_ml: float, names: dict[int, str]) -> dict[str, float]:
+    counts = np.bincount(labels.ravel(), minlength=max(names) + 1)
+    return {name: round(float(counts[value]) * voxel_ml, 3) for value, name in names.items()}
 
 
 def output_of(out_dir: Path, case: Case) -> Path:
@@ -103,12 +96,12 @@ def segment_batch(
         if not examples:
             examples.append(segmenter.network_input(vol))
         target = write_nifti(output_of(out_dir, case), labels, vol.affine, inputs=[case.path])
-        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml)}
+        return {"output": target.name, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": label_volumes_ml(labels, vol.voxel_volume_ml, segmenter.labels)}
 
     parameters = {"model": str(segmenter.path), "frame": frame, "device": device, "image_size": list(segmenter.config.data.image_size)}
     code = run_batch(cases, out_dir, process, outputs_of=lambda c: [output_of(out_dir, c)], command="segment", parameters=parameters, resume=resume, quiet=quiet)
     report = json.loads((out_dir / "report.json").read_text())
-    report["labels"] = {str(k): v for k, v in LABELS.items()}
+    report["labels"] = {str(k): v for k, v in segmenter.labels.items()}
     report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}
     if examples:
         report["energy"] = _energy(segmenter, examples[0])

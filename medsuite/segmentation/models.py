@@ -6,12 +6,18 @@ strides (``kind: cnn`` only); neU-Net builds its encoder with ``make_encoder`` a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, SwinUNETR, UNet
 from torch import nn
 
+from medsuite.checkpoints import load_checkpoint
 from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.labels import checkpoint_labels
 from medsuite.segmentation.neunet import NeUNet
 
 
@@ -57,3 +63,27 @@ def make_model(config: SegmentationPipeline) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class TrainedModel:
+    """A segmentation checkpoint loaded for inference: the network (eval mode), its config and class names."""
+
+    model: nn.Module
+    config: SegmentationPipeline
+    labels: dict[int, str]
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def card(self) -> str | None:
+        return self.checkpoint.get("card")
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """checkpoint -> config -> model -> weights, the one place segmentation does it."""
+    ckpt = load_checkpoint(path, kind="segmentation")
+    config = SegmentationPipeline.model_validate(ckpt["config"])
+    model = make_model(config)
+    model.load_state_dict(ckpt["state"])
+    return TrainedModel(model.to(device).eval(), config, checkpoint_labels(ckpt), Path(path), ckpt)

@@ -22,6 +22,7 @@ from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.data import split_volumes, training_slices
 from medsuite.segmentation.evaluate import evaluate_volumes
+from medsuite.segmentation.labels import card_labels
 from medsuite.segmentation.models import make_model
 
 KIND = "segmentation"
@@ -61,8 +62,9 @@ def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
     return history[-1]["minutes"] * (1 + 1 / len(history)) > max_minutes
 
 
-def _checkpoint(path: Path, model, config: SegmentationPipeline, card_id: str, epoch: int, metrics: dict, **extra: Any) -> None:
-    save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, epoch=epoch, metrics=metrics, **extra)
+def _checkpoint(path: Path, model, config: SegmentationPipeline, card_id: str, labels: dict[int, str], epoch: int, metrics: dict, **extra: Any) -> None:
+    labels_json = {str(k): v for k, v in labels.items()}
+    save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, labels=labels_json, epoch=epoch, metrics=metrics, **extra)
 
 
 def train(
@@ -82,6 +84,9 @@ def train(
     seed_everything(config.seed)
     dev = resolve_device(device)
     card = load_card(config.data.card)
+    labels = card_labels(card)
+    if config.model.out_channels != max(labels) + 1:
+        raise MedsuiteError("model.out_channels", f"is {config.model.out_channels} but card {card.id!r} has labels 0..{max(labels)}", f"set model.out_channels: {max(labels) + 1}")
     slices = training_slices(card, config)
     val = split_volumes(card, config, "val")
     loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
@@ -124,13 +129,13 @@ def train(
             entry = {"epoch": epoch + 1, "loss": total / len(loader), "minutes": (time.perf_counter() - began) / 60}
             last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
             if (epoch + 1) % config.train.val_every == 0 or last_epoch:
-                metrics = evaluate_volumes(model, val, config)
+                metrics = evaluate_volumes(model, val, config, labels)
                 entry["val_mean_dice"] = metrics["mean_dice"]
                 progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
                 if metrics["mean_dice"] > best:
                     best = metrics["mean_dice"]
-                    _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
+                    _checkpoint(out_dir / "best.pt", model, config, card.id, labels, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
             history.append(entry)
-            _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
+            _checkpoint(last, model, config, card.id, labels, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
             write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
     return {"best_val_mean_dice": best, "epochs": len(history), "history": history}
