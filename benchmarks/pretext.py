@@ -142,7 +142,7 @@ def main() -> None:
                     train(config, run, device="cpu", init=encoder if arm == "pretext" else None, quiet=True)
                     trained = load_trained(run / "last.pt")
                     test = test if test is not None else split_volumes(card, config, "test")
-                    metrics = evaluate_volumes(trained.model, test, config, trained.labels)
+                    metrics = evaluate_volumes([(trained.model, config)], test, trained.labels)
                     dice = 100 * metrics["mean_dice"]
                     print(f"  seed {seed}, {n} labelled, {arm}: {config.train.epochs} epochs, test Dice {dice:.2f} ({time.time() - start:.0f} s)", flush=True)
                     # Merge with what other processes (the other arm) wrote.

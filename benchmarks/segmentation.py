@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         config.postprocess = base.postprocess  # every row scored with the YAML's postprocessing, alike
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
-        metrics = evaluate_volumes(model, test, config, trained.labels)
+        metrics = evaluate_volumes([(model, config)], test, trained.labels)
         row = {
             "model": name,
             "classes": list(metrics["per_class"]),

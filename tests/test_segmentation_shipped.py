@@ -23,7 +23,7 @@ def test_shipped_model_on_held_out_acdc_patients():
     trained = load_trained(DEFAULT_CHECKPOINT)
     config = trained.config
     config.data.limit = 4  # two held-out patients, ED and ES (the full test split is in the model card)
-    metrics = evaluate_volumes(trained.model, split_volumes(load_card("acdc_h5"), config, "test"), config, trained.labels)
+    metrics = evaluate_volumes([(trained.model, config)], split_volumes(load_card("acdc_h5"), config, "test"), trained.labels)
     assert len(metrics["cases"]) == 4
     assert metrics["mean_dice"] > 0.8 and all(v["dice"] > 0.7 for v in metrics["per_class"].values())
 

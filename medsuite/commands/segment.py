@@ -15,20 +15,24 @@ DEMO_ORDER = 20
 def segment(
     inputs: list[Path] = typer.Argument(..., help="NIfTI/MHA/NRRD files, DICOM series folders, or folders of them."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: <case>_seg.nii.gz, report.json, errors.tsv."),
-    model: Path | None = typer.Option(None, "--model", help="A segmentation checkpoint (default: the shipped ACDC neU-Net)."),
+    model: list[Path] | None = typer.Option(None, "--model", help="Segmentation checkpoint; repeat it, or give a folder of fold runs or .pt files, for an ensemble averaged in probability space (default: the shipped ACDC model)."),
     frame: int | None = typer.Option(None, "--frame", help="Frame of a 4D cine to segment (0-based)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Mirroring test-time augmentation (in-plane flips, averaged); --no-tta is 4x faster."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>_probabilities.nii.gz: float32 class probabilities (x, y, z, 1, class: NIfTI's vector layout) on the input's grid and affine."),
+    qc_entropy: float | None = typer.Option(None, "--qc-entropy", help="QC threshold on the mean predictive entropy inside the heart (default: the model's, see report.json qc)."),
+    pairs: Path | None = typer.Option(None, "--pairs", help="CSV with columns patient,ed,es naming the ED and ES case of each patient, for cardiac function."),
 ) -> None:
-    """Segment RV, myocardium and LV in short-axis cine MR; masks keep each input's affine and shape."""
+    """Segment the card's classes (RV, myocardium, LV for ACDC) in short-axis cine MR; masks keep each input's affine and shape; ED/ES pairs get cardiac function (report.json, cardiac_function.csv)."""
     import torch
 
     from medsuite.runtime import resolve_device
     from medsuite.segmentation.infer import segment_batch
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    code = segment_batch(inputs, output, checkpoint=model, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet)
+    code = segment_batch(inputs, output, checkpoint=model or None, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet, tta=tta, save_probabilities=save_probabilities, qc_entropy=qc_entropy, pairs=pairs)
     raise typer.Exit(code)
 
 
@@ -40,10 +44,12 @@ def train_segmentation(
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    fold: int | None = typer.Option(None, "--fold", help="Cross-validation fold K (0-based, of data.folds): train on the other folds of the card's train patients, select the model on this one."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train a segmentation model from a pipeline YAML on its data card's train split."""
+    """Train a segmentation model from a pipeline YAML on its data card's train split (or one cross-validation fold of it)."""
     from medsuite.config import load_pipeline
+    from medsuite.errors import MedsuiteError
     from medsuite.segmentation.config import SegmentationPipeline
     from medsuite.segmentation.train import train
 
@@ -51,23 +57,31 @@ def train_segmentation(
     updates = {k: v for k, v in {"seed": seed}.items() if v is not None}
     if root is not None:
         config.data.root = str(root)
+    if fold is not None:
+        if not 0 <= fold < config.data.folds:
+            raise MedsuiteError("--fold", f"fold {fold} does not exist (data.folds is {config.data.folds})", f"give 0..{config.data.folds - 1}")
+        config.data.fold = fold
     config = config.model_copy(update=updates)
     result = train(config, output, max_epochs=max_epochs, device=device, init=init, quiet=quiet)
     Console().print(f"best validation mean Dice {result['best_val_mean_dice']:.4f} after {result['epochs']} epochs; checkpoints in {output}")
 
 
 def evaluate_segmentation(
-    run: Path = typer.Argument(..., help="A training run folder (uses best.pt) or a checkpoint file."),
+    runs: list[Path] = typer.Argument(..., help="Training run folders (best.pt), checkpoint files, or a folder of fold runs: several are an ensemble."),
     card: str | None = typer.Option(None, "--card", help="Data card id or YAML (default: the one the model was trained on)."),
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Where metrics.json goes (default: the run folder)."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Mirroring test-time augmentation, as segment does by default."),
 ) -> None:
-    """Per-class and mean Dice and HD95 on a card split; writes metrics.json."""
-    from medsuite.segmentation.evaluate import evaluate_checkpoint, metrics_table
+    """Per-class and mean Dice and HD95, worst case, seconds per volume, uncertainty and clinical indices vs the reference masks on a card split; writes metrics.json."""
+    from medsuite.segmentation.evaluate import clinical_table, evaluate_checkpoint, metrics_table
 
-    metrics, target = evaluate_checkpoint(run, card=card, split=split, root=root, output=output)
+    metrics, target = evaluate_checkpoint(runs, card=card, split=split, root=root, output=output, tta=tta)
     Console().print(metrics_table(metrics))
+    clinical = clinical_table(metrics)
+    if clinical is not None:
+        Console().print(clinical)
     Console().print(f"written {target}")
 
 

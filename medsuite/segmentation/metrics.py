@@ -1,4 +1,4 @@
-"""Per-class Dice and HD95 of one volume (MONAI metrics), and their mean over volumes."""
+"""Per-class Dice and HD95 of one volume (MONAI metrics), their mean over volumes, and class volumes in ml."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any
     classes = list(next(iter(per_case.values())).keys()) if per_case else []
     mean = {c: {k: nanmean([m[c][k] for m in per_case.values()]) for k in ("dice", "hd95")} for c in classes}
     return {"per_class": mean, "mean_dice": float(np.mean([v["dice"] for v in mean.values()])), "mean_hd95": float(np.mean([v["hd95"] for v in mean.values()]))}
+
+
+def class_volumes_ml(labels: np.ndarray, voxel_ml: float, names: Mapping[int, str]) -> dict[str, float]:
+    """Volume (ml) of every named class of a label volume."""
+    counts = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=max(names) + 1)
+    return {name: round(float(counts[value]) * voxel_ml, 3) for value, name in names.items()}

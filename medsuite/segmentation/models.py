@@ -6,6 +6,7 @@ strides (``kind: cnn`` only); neU-Net builds its encoder with ``make_encoder`` a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,27 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     model = make_model(config)
     model.load_state_dict(ckpt["state"])
     return TrainedModel(model.to(device).eval(), config, checkpoint_labels(ckpt), Path(path), ckpt)
+
+
+def resolve_checkpoints(paths: Sequence[str | Path]) -> list[Path]:
+    """``--model`` values to checkpoint files: a file; a training run folder (its best.pt); or a folder of
+    fold runs (``fold_*/best.pt``) or of checkpoint files (``*.pt``), every one an ensemble member."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            members = [item / "best.pt"] if (item / "best.pt").is_file() else sorted(item.glob("fold_*/best.pt")) or sorted(item.glob("*.pt"))
+            if not members:
+                raise MedsuiteError(item, "holds no checkpoint (best.pt, fold_*/best.pt or *.pt)", "give a checkpoint file or a folder of them")
+            found += members
+        else:
+            found.append(item)  # a missing file is reported by load_checkpoint
+    return found
+
+
+def load_ensemble(paths: Sequence[Path], device: str | torch.device = "cpu") -> list[TrainedModel]:
+    """Ensemble members; they must agree on the classes they predict."""
+    members = [load_trained(path, device) for path in paths]
+    for member in members[1:]:
+        if member.labels != members[0].labels:
+            raise MedsuiteError(member.path, f"predicts {member.labels}, unlike {members[0].path.name} ({members[0].labels})", "ensemble only models trained on the same label_map")
+    return members

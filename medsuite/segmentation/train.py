@@ -20,7 +20,8 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import write_json
 from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
-from medsuite.segmentation.data import split_volumes, training_slices
+from medsuite.data.datasets import discover_records
+from medsuite.segmentation.data import fold_patients, split_volumes, training_slices
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.labels import card_labels
 from medsuite.segmentation.models import make_model
@@ -87,9 +88,12 @@ def train(
     labels = card_labels(card)
     if config.model.out_channels != max(labels) + 1:
         raise MedsuiteError("model.out_channels", f"is {config.model.out_channels} but card {card.id!r} has labels 0..{max(labels)}", f"set model.out_channels: {max(labels) + 1}")
+    if config.data.fold is not None:  # the folds written to the run: which patients trained and which selected the model
+        folds = fold_patients(card, discover_records(card, config.data.root), config.data.folds, config.data.fold)
+        write_json(out_dir / "folds.json", {"card": card.id, "folds": config.data.folds, "fold": config.data.fold, "patients": folds})
     slices = training_slices(card, config)
     val = split_volumes(card, config, "val")
-    loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
+    loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed, num_workers=config.train.workers)
     model = make_model(config).to(dev)
     epochs = max_epochs or config.train.epochs
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -129,7 +133,7 @@ def train(
             entry = {"epoch": epoch + 1, "loss": total / len(loader), "minutes": (time.perf_counter() - began) / 60}
             last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
             if (epoch + 1) % config.train.val_every == 0 or last_epoch:
-                metrics = evaluate_volumes(model, val, config, labels)
+                metrics = evaluate_volumes([(model, config)], val, labels)
                 entry["val_mean_dice"] = metrics["mean_dice"]
                 progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
                 if metrics["mean_dice"] > best:
