@@ -8,6 +8,17 @@ patients, scored on the same held-out test patients (the card's patient-level sp
 
 Prints a markdown table: mean Dice (RV, Myo, LV), HD95, parameters, CPU seconds per volume, and each
 figure's ratio to plain MONAI UNet. Writes the table and raw figures to --output.
+
+Inference variants of trained checkpoints, side by side on the card's test split, each row computed by the
+library function behind `medsuite evaluate segmentation` (its command is printed with the row):
+
+    python benchmarks/segmentation.py --variants --model medsuite/assets/segmentation/neunet_acdc.pt \
+        [--folds runs/cv] [--unet runs/unet/best.pt] [--unet-folds runs/cv_unet] --output DIR
+
+single model, +TTA, fold ensemble, fold ensemble +TTA (for each family given): per-class Dice and HD95, the
+worst test volume, median seconds per volume (prediction only, models loaded), and the clinical indices from
+the predicted masks against those from the reference masks (MAE, correlation, Bland-Altman bias and 95 %
+limits). ACDC's HDF5 files store no spacing: volumes, masses and HD95 use the card's nominal 1.5 x 1.5 x 8 mm.
 """
 
 from __future__ import annotations
@@ -24,8 +35,8 @@ from medsuite.data.cards import load_card
 from medsuite.io import write_json
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.data import split_volumes
-from medsuite.segmentation.evaluate import evaluate_volumes
-from medsuite.segmentation.models import count_parameters, load_trained
+from medsuite.segmentation.evaluate import evaluate_checkpoint, evaluate_volumes
+from medsuite.segmentation.models import count_parameters, load_trained, resolve_checkpoints
 from medsuite.segmentation.predict import predict_volume
 from medsuite.segmentation.train import train
 
@@ -97,6 +108,47 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CLINICAL = ("LVEF", "LV_mass", "LVEDV", "LVESV", "RVEF", "RVEDV")
+
+
+def variant_rows(args: argparse.Namespace) -> list[dict]:
+    """Single / +TTA / fold ensemble / ensemble +TTA of each model family given, on the card's test split."""
+    families = [("neunet", args.model, args.folds), ("unet", args.unet, args.unet_folds)]
+    rows = []
+    for family, single, folds in families:
+        variants = ([("single", [single])] if single else []) + ([(f"{len(resolve_checkpoints([folds]))}-fold ensemble", [folds])] if folds else [])
+        for name, paths in variants:
+            for tta in (False, True):
+                label = f"{family} {name}" + (" +TTA" if tta else "")
+                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta)
+                command = f"medsuite evaluate segmentation {' '.join(map(str, paths))} --split test" + ("" if tta else " --no-tta")
+                rows.append({"variant": label, "command": command, "metrics": {k: v for k, v in report.items() if k not in ("cases", "uncertainty", "class_volumes_ml")}})
+                print(f"{label}: mean Dice {report['mean_dice']:.3f}", flush=True)
+    return rows
+
+
+def variant_markdown(rows: list[dict]) -> str:
+    classes = list(rows[0]["metrics"]["per_class"])
+    lines = [
+        f"| variant | {' | '.join(f'Dice / HD95 {c}' for c in classes)} | mean Dice | mean HD95 mm | worst volume (Dice) | s/volume |",
+        "|---|" + "---|" * len(classes) + "---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["metrics"]
+        per_class = " | ".join(f"{m['per_class'][c]['dice']:.3f} / {m['per_class'][c]['hd95']:.1f}" for c in classes)
+        worst = m["worst_case"]
+        lines.append(f"| {r['variant']} | {per_class} | {m['mean_dice']:.3f} | {m['mean_hd95']:.1f} | {worst['case']} ({worst['mean_dice']:.3f}) | {m['seconds_per_volume']:.2f} |")
+    if rows[0]["metrics"].get("clinical"):
+        units = rows[0]["metrics"]["clinical"]["units"]
+        lines += ["", "| variant | " + " | ".join(f"{k} ({units[k]}) MAE / r / bias [95% limits]" for k in CLINICAL) + " |", "|---|" + "---|" * len(CLINICAL)]
+        for r in rows:
+            a = r["metrics"]["clinical"]["agreement"]
+            cells = " | ".join(f"{a[k]['mae']:.1f} / {a[k]['correlation']:.3f} / {a[k]['bias']:+.1f} [{a[k]['loa_low']:+.1f}, {a[k]['loa_high']:+.1f}]" for k in CLINICAL)
+            lines.append(f"| {r['variant']} | {cells} |")
+    lines += ["", *(f"- {r['variant']}: `{r['command']}`" for r in rows)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=20)
@@ -107,12 +159,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-train", action="store_true", help="score the runs already in --output (best.pt) without training")
     parser.add_argument("--output", type=Path, default=Path("medsuite_results/benchmark_segmentation"))
+    parser.add_argument("--variants", action="store_true", help="score inference variants of trained checkpoints (no training)")
+    parser.add_argument("--model", type=Path, default=None, help="--variants: the single neU-Net checkpoint")
+    parser.add_argument("--folds", type=Path, default=None, help="--variants: a folder of neU-Net fold runs (fold_*/best.pt)")
+    parser.add_argument("--unet", type=Path, default=None, help="--variants: a plain UNet checkpoint")
+    parser.add_argument("--unet-folds", type=Path, default=None, help="--variants: a folder of UNet fold runs")
     args = parser.parse_args()
     if args.quick:
         args.limit, args.minutes = args.limit or 24, args.minutes or 2.5
     torch.set_num_threads(args.threads)
-    rows = run(args)
-    table = markdown(rows)
+    if args.variants:
+        rows = variant_rows(args)
+        table = variant_markdown(rows)
+    else:
+        rows = run(args)
+        table = markdown(rows)
     print(table)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_json(args.output / "benchmark.json", {"settings": settings, "rows": rows, "table": table})

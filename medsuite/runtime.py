@@ -1,11 +1,30 @@
-"""Device choice and seeding, shared by every command."""
+"""One runtime policy for every command: CPU threads, device and seed.
+
+``configure_runtime`` is the only place that sets thread counts: torch's intra-op pool, SimpleITK's global
+default (its filters and registration), the OpenMP/BLAS pools numpy and scipy use (through threadpoolctl),
+and the OpenMP/MKL environment that subprocesses inherit. The default is every core this process may run
+on, as ITK and ANTs do.
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 from monai.utils import set_determinism
 
 from medsuite.errors import MedsuiteError
+
+# Read by OpenMP, MKL and OpenBLAS when they start: only child processes still benefit from these.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a batch scheduler narrows), else all cores."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -22,3 +41,31 @@ def resolve_device(name: str = "auto") -> torch.device:
 def seed_everything(seed: int) -> None:
     """One seed for python, numpy and torch; deterministic algorithms where torch has them."""
     set_determinism(seed=seed)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use ``threads`` CPU threads (default: every available core) in torch, SimpleITK, OpenMP and BLAS."""
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_limits
+
+    count = available_cores() if threads is None else int(threads)
+    if count < 1:
+        raise MedsuiteError("--threads", f"must be at least 1, got {threads}", "give a positive thread count or leave it out for all cores")
+    torch.set_num_threads(count)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+    threadpool_limits(count)  # numpy/scipy's BLAS and OpenMP pools already loaded in this process
+    for name in THREAD_ENV:
+        os.environ[name] = str(count)
+    return count
+
+
+def configure_runtime(threads: int | None = None, device: str = "auto", seed: int | None = None) -> torch.device:
+    """Apply the thread policy, validate and return the device, and seed everything when ``seed`` is given.
+
+    Every model-running command calls this once, first, with its ``--threads``, ``--device`` and ``--seed``.
+    """
+    chosen = resolve_device(device)
+    set_threads(threads)
+    if seed is not None:
+        seed_everything(seed)
+    return chosen

@@ -62,7 +62,7 @@ def test_each_problem_gets_its_own_line(tmp_path):
 
 
 def test_cli_validates_the_shipped_folder():
-    result = run_cli("cards", "validate", "data_cards/")
+    result = run_cli("cards", "validate", "medsuite/data_cards/")
     assert result.returncode == 0, result.stderr
     assert f"{len(list_card_ids())} card(s) valid" in result.stdout
 

@@ -11,28 +11,16 @@ import torch
 from medsuite.backbones import EncoderSpec
 from medsuite.checkpoints import save_checkpoint
 from medsuite.config import load_pipeline
-from medsuite.data.transforms import intensity_transform
+from medsuite.data.transforms import rule_for_modality
 from medsuite.pretext.model import PretextNet
-from medsuite.pretext.pretrain import PretextConfig, _resize, normalise
+from medsuite.pretext.pretrain import PretextConfig
 
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pretext_cardiac.yaml"
-
-
-def test_normalise_is_the_segmentation_pipelines_mr_normalisation():
-    volume = np.random.default_rng(0).gamma(2.0, 50.0, size=(6, 20, 24)).astype(np.float32)
-    volume[0, 0, 0] = 5000.0  # an outlier the percentiles must ignore
-    ours = normalise(volume)
-    theirs = intensity_transform("MR")({"image": torch.from_numpy(volume)[None]})["image"][0]
-    np.testing.assert_allclose(ours, np.asarray(theirs), atol=1e-5)
-    assert ours.min() == 0.0 and ours.max() == 1.0
+PIPELINE = "pretext_cardiac"
 
 
-def test_resize_matches_the_segmentation_resize():
-    from medsuite.segmentation.data import resize_images
-
-    image = np.random.default_rng(1).random((2, 50, 40)).astype(np.float32)
-    expected = resize_images(torch.from_numpy(image)[None], (24, 24))[0].numpy()
-    np.testing.assert_allclose(_resize(image, 24), expected, atol=1e-6)
+def test_pretraining_normalises_with_the_segmentation_mr_rule():
+    assert PretextConfig().intensity == rule_for_modality("MR")
+    assert load_pipeline(PIPELINE, PretextConfig).intensity == rule_for_modality("MR")
 
 
 def test_pretext_encoder_loads_into_the_segmentation_network(tmp_path):

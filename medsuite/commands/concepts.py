@@ -11,7 +11,7 @@ from rich.console import Console
 
 DEMO_ORDER = 40
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "concepts" / "model.pt"
-DEFAULT_PIPELINE = Path("pipelines/concepts_choroid.yaml")
+DEFAULT_PIPELINE = "concepts_choroid"
 
 concepts_app = typer.Typer(help="Choroid tumour concepts: report extraction, synthetic cohorts.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -19,8 +19,6 @@ console = Console(highlight=False)
 
 def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> int:
     """Classify case folders into OUTPUT/<case>/prediction.json (+ explanation.png) and OUTPUT/report.json."""
-    import torch
-
     from medsuite.batch import find_cases, run_batch
     from medsuite.concepts.data import is_case_folder
     from medsuite.concepts.explain import intervene, parse_corrections, plot_explanation
@@ -29,7 +27,6 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
     from medsuite.io import write_json
     from medsuite.runtime import seed_everything
 
-    torch.set_num_threads(1)
     seed_everything(seed)
     wanted = parse_corrections(corrections or [])
     model = ConceptModel.load(model_path)
@@ -65,19 +62,17 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
     return run_batch(cases, output, process, outputs_of=lambda c: [output / c.name / "prediction.json"], command="classify", parameters=parameters, resume=resume, quiet=quiet, report_extra={"energy": _first_case_energy(model, cases)})
 
 
-def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:
+def train_concepts(pipeline: str | Path, output: Path, root: Optional[Path] = None, quiet: bool = False) -> dict:
     """Train the sequential CBM, joint CBM and black box; write RUN/model.pt and RUN/report.json with held-out figures."""
     import time
 
-    import torch
-
     from medsuite.concepts.evaluate import evaluate
     from medsuite.concepts.pipeline import fit, load_concepts_pipeline, training_cohorts
+    from medsuite.config import pipeline_path
     from medsuite.data.cards import load_card
     from medsuite.io import write_json
     from medsuite.provenance import new_report
 
-    torch.set_num_threads(1)
     start = time.perf_counter()
     config, vocabulary = load_concepts_pipeline(pipeline)
     train, test = training_cohorts(config, vocabulary, str(root) if root else None)
@@ -86,7 +81,7 @@ def train_concepts(pipeline: Path, output: Path, root: Optional[Path] = None, qu
     model = fit(config, vocabulary, train, log=log)
     output.mkdir(parents=True, exist_ok=True)
     model.save(output / "model.pt", card=config.data.card)
-    report = new_report("train concepts", [pipeline], config.model_dump(mode="json"))
+    report = new_report("train concepts", [pipeline_path(pipeline)], config.model_dump(mode="json"))
     report["data_card"] = config.data.card
     report["synthetic"] = load_card(config.data.card).synthetic
     report["test"] = evaluate(model, test)
@@ -170,7 +165,7 @@ def register(app: typer.Typer) -> None:
     @concepts_app.command("extract")
     def extract(
         report: Path = typer.Argument(..., help="Report text file."),
-        vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: pipelines/concepts_vocabulary.yaml)."),
+        vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: the shipped concepts_vocabulary.yaml)."),
         all_concepts: bool = typer.Option(False, "--all", help="Also list concepts the report does not mention."),
     ) -> None:
         """Print the report's concepts as JSON: present / absent / uncertain with the evidence span."""
@@ -206,15 +201,16 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="Result folder."),
         model: Path = typer.Option(DEFAULT_MODEL, "--model", help="Concept model (model.pt of `medsuite train concepts`; default: the shipped one, trained on synthetic data)."),
         corrections: list[str] = typer.Option([], "--set", help='Clinician correction, e.g. "US:acoustic hollowing=absent" (present/absent/number); repeatable.'),
-        device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda (the model is small: cpu)."),
-        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the bottleneck model is small and runs on the CPU)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of any random step (the prediction itself is deterministic)."),
         resume: bool = typer.Option(False, "--continue", help="Skip cases whose prediction.json exists."),
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
         """Classify choroid tumours (melanoma / hemangioma / metastasis) with concept explanations."""
-        from medsuite.runtime import resolve_device
+        from medsuite.runtime import configure_runtime
 
-        resolve_device(device)  # validates the choice; the bottleneck model runs on CPU
+        configure_runtime(threads, device)  # validates the device; the bottleneck model runs on the CPU
         code = classify_cases(cases, output, model_path=model, corrections=corrections, resume=resume, quiet=quiet, seed=seed)
         if not quiet:
             typer.echo(f"wrote {output}")
@@ -222,12 +218,16 @@ def register(app: typer.Typer) -> None:
 
     @train_app.command("concepts")
     def train(
-        pipeline: Path = typer.Option(DEFAULT_PIPELINE, "--pipeline", help="Concepts pipeline YAML."),
+        pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", help="Concepts pipeline YAML, or a shipped pipeline's name."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (model.pt, report.json)."),
         root: Optional[Path] = typer.Option(None, "--root", help="Data folder of a non-synthetic card (e.g. choroid_cti)."),
-        quiet: bool = typer.Option(False, "--quiet"),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
+        quiet: bool = typer.Option(False, "--quiet", help="Print only the summary."),
     ) -> None:
         """Train the sequential and joint concept bottleneck models and the black-box baseline."""
+        from medsuite.runtime import configure_runtime
+
+        configure_runtime(threads)
         report = train_concepts(pipeline, output, root, quiet)
         if not quiet:
             t = report["test"]

@@ -23,10 +23,14 @@ def _demo_modules() -> list:
 def demo(
     output: Path = typer.Option(Path("medsuite_results/demo"), "-o", "--output", help="Results folder."),
     only: list[str] = typer.Option([], "--only", help="Run only these parts (module names, e.g. register)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
 ) -> None:
     """Run every pipeline on the embedded samples and write a results folder to open in the viewer."""
     from medsuite.io import write_json
     from medsuite.provenance import new_report
+    from medsuite.runtime import configure_runtime
+
+    configure_runtime(threads, "cpu")  # the demo's parts are sized for a laptop CPU
 
     output.mkdir(parents=True, exist_ok=True)
     report = new_report("demo", parameters={"only": only})

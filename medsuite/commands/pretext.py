@@ -53,23 +53,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("pretrain")
     def pretrain(
-        pipeline: Path = typer.Option(Path("pipelines/pretext_cardiac.yaml"), "--pipeline", help="Pretext pipeline YAML."),
+        pipeline: str = typer.Option("pretext_cardiac", "--pipeline", help="Pretext pipeline YAML, or a shipped pipeline's name."),
         card: str | None = typer.Option(None, "--card", help="Pretrain on this data card's data instead of the pipeline's sources."),
         root: Path | None = typer.Option(None, "--root", help="Override the card's data folder."),
         output: Path = typer.Option(..., "-o", "--output", help="Run folder (encoder.pt, pretext_model.pt, report.json)."),
         iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the pipeline's iteration count."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
         seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
-        quiet: bool = typer.Option(False, "--quiet"),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar; print only the summary."),
     ) -> None:
         """Pretrain the encoder on the pretext tasks and write the encoder checkpoint segmentation --init loads."""
         from rich.progress import Progress
 
-        from medsuite.config import load_pipeline
+        from medsuite.config import load_pipeline, pipeline_path
         from medsuite.io import write_json
         from medsuite.pretext.pretrain import PretextConfig, run_pretraining
         from medsuite.provenance import new_report
+        from medsuite.runtime import configure_runtime
 
+        configure_runtime(threads, device)
         config = load_pipeline(pipeline, PretextConfig)
         updates = {"device": device}
         if card:
@@ -82,7 +85,7 @@ def register(app: typer.Typer) -> None:
         with Progress(disable=quiet, transient=True) as bar:
             task = bar.add_task("pretraining", total=config.iterations)
             figures = run_pretraining(config, output, progress=lambda step, loss: bar.update(task, completed=step + 1, description=f"pretraining loss {loss:.4f}"))
-        report = new_report("pretrain", [pipeline], config.model_dump(mode="json"))
+        report = new_report("pretrain", [pipeline_path(pipeline)], config.model_dump(mode="json"))
         report.update({key: value for key, value in figures.items() if key != "history"})
         write_json(output / "report.json", report)
         write_json(output / "history.json", figures["history"])
@@ -111,13 +114,10 @@ def card_source(card_id: str, root: Path | None):
 
 def run_demo(out_dir: Path, console: Console) -> None:
     """Synthetic multi-plane exam -> targets, lines, overlays, and a short pretraining, under OUT/pretext/."""
-    import torch
-
     from medsuite.io import write_json
     from medsuite.pretext.pretrain import PretextConfig, Source, run_pretraining
     from medsuite.pretext.synthetic import write_synthetic_exam
 
-    torch.set_num_threads(1)
     folder = Path(out_dir) / "pretext"
     exam = write_synthetic_exam(folder / "synthetic_exam")
     report = make_targets(exam, folder, sigma_mm=4.0, min_angle_deg=5.0)

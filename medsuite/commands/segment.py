@@ -19,6 +19,7 @@ def segment(
     frame: int | None = typer.Option(None, "--frame", help="Frame of a 4D cine to segment (0-based)."),
     resume: bool = typer.Option(False, "--continue", help="Skip cases whose mask is already written."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Mirroring test-time augmentation (in-plane flips, averaged); --no-tta is 4x faster."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>_probabilities.nii.gz: float32 class probabilities (x, y, z, 1, class: NIfTI's vector layout) on the input's grid and affine."),
@@ -26,18 +27,16 @@ def segment(
     pairs: Path | None = typer.Option(None, "--pairs", help="CSV with columns patient,ed,es naming the ED and ES case of each patient, for cardiac function."),
 ) -> None:
     """Segment the card's classes (RV, myocardium, LV for ACDC) in short-axis cine MR; masks keep each input's affine and shape; ED/ES pairs get cardiac function (report.json, cardiac_function.csv)."""
-    import torch
-
-    from medsuite.runtime import resolve_device
+    from medsuite.runtime import configure_runtime
     from medsuite.segmentation.infer import segment_batch
 
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    code = segment_batch(inputs, output, checkpoint=model or None, frame=frame, resume=resume, device=str(resolve_device(device)), quiet=quiet, tta=tta, save_probabilities=save_probabilities, qc_entropy=qc_entropy, pairs=pairs)
+    chosen = configure_runtime(threads, device)
+    code = segment_batch(inputs, output, checkpoint=model or None, frame=frame, resume=resume, device=str(chosen), quiet=quiet, tta=tta, save_probabilities=save_probabilities, qc_entropy=qc_entropy, pairs=pairs)
     raise typer.Exit(code)
 
 
 def train_segmentation(
-    pipeline: Path = typer.Option(Path("pipelines/segmentation_neunet_acdc.yaml"), "--pipeline", help="Pipeline YAML."),
+    pipeline: str = typer.Option("segmentation_neunet_acdc", "--pipeline", help="Pipeline YAML, or a shipped pipeline's name."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (resumes from last.pt when present)."),
     max_epochs: int | None = typer.Option(None, "--max-epochs", help="Override train.epochs."),
     init: Path | None = typer.Option(None, "--init", help="Start from an encoder checkpoint (pretext pretraining) or a whole segmentation checkpoint of the same model (fine-tuning)."),

@@ -20,7 +20,7 @@ RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def read_picture(path: Path, size: int) -> np.ndarray:
-    from skimage.transform import resize
+    from medsuite.data.transforms import IntensityRule, normalise_intensity, resize
 
     if path.suffix.lower() in RASTER_SUFFIXES:
         from PIL import Image, UnidentifiedImageError
@@ -37,9 +37,8 @@ def read_picture(path: Path, size: int) -> np.ndarray:
         array = np.squeeze(read_image(path).array).astype(np.float32)
         if array.ndim != 2:
             raise MedsuiteError(path, f"is {array.ndim}D, not a 2D picture", "give one 2D image per phase")
-        low, high = np.percentile(array, (0.5, 99.5))
-        array = np.clip((array - low) / max(high - low, 1e-6), 0, 1)
-    return resize(array, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+        array = normalise_intensity(array, IntensityRule(kind="percentile", lower=0.5, upper=99.5))
+    return resize(np.asarray(array, dtype=np.float32), (size, size))
 
 
 def modality_files(folder: Path, modality: str) -> list[Path]:

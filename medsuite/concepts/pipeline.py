@@ -16,7 +16,7 @@ from medsuite.concepts import model as M
 from medsuite.concepts.data import report_labels
 from medsuite.concepts.synthetic import Cohort, generate_cohort
 from medsuite.concepts.vocabulary import Vocabulary, load_vocabulary
-from medsuite.config import load_pipeline
+from medsuite.config import load_pipeline, pipeline_path
 
 KIND = "concepts"
 
@@ -61,8 +61,9 @@ class ConceptsPipeline(BaseModel):
     train: TrainSection = Field(default_factory=TrainSection)
 
 
-def load_concepts_pipeline(path: str | Path) -> tuple[ConceptsPipeline, Vocabulary]:
-    path = Path(path)
+def load_concepts_pipeline(name_or_path: str | Path) -> tuple[ConceptsPipeline, Vocabulary]:
+    """The pipeline (a shipped name or a path) and its vocabulary, found relative to the pipeline file."""
+    path = pipeline_path(name_or_path)
     config = load_pipeline(path, ConceptsPipeline)
     vocab_path = Path(config.vocabulary)
     return config, load_vocabulary(vocab_path if vocab_path.is_absolute() else path.parent / vocab_path)

@@ -1,6 +1,6 @@
 """The concept vocabulary: per-modality findings, their synonyms and (for the synthetic cohort) priors.
 
-It is data (``pipelines/concepts_vocabulary.yaml``) so that a clinician can edit it without code.
+It is data (the shipped ``medsuite/pipelines/concepts_vocabulary.yaml``) so that a clinician can edit it without code.
 A concept's full name is ``"<modality>:<name>"``, e.g. ``"US:acoustic hollowing"``.
 """
 

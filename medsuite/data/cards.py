@@ -8,6 +8,7 @@ patient. Pipelines read only cards, never hard-coded paths.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medsuite.config import REPO_ROOT, read_yaml, validation_problems
 from medsuite.errors import MedsuiteError
 
-CARDS_DIR = REPO_ROOT / "data_cards"
+CARDS_DIR = Path(str(resources.files("medsuite") / "data_cards"))  # package data: found from any folder and in a wheel
 
 LayoutKind = Literal[
     "embedded_mni152",  # the MNI152 T1 + GM/WM maps inside nilearn's wheel
@@ -134,7 +135,7 @@ def card_problems(path: Path) -> list[str]:
 
 
 def card_files(paths: list[Path] | None = None) -> list[Path]:
-    """YAML files named directly or found inside folders (default: data_cards/)."""
+    """YAML files named directly or found inside folders (default: the shipped cards)."""
     found: list[Path] = []
     for path in paths or [CARDS_DIR]:
         if path.is_dir():
@@ -147,7 +148,7 @@ def card_files(paths: list[Path] | None = None) -> list[Path]:
 
 
 def load_card(name_or_path: str | Path) -> DataCard:
-    """A card by id (from data_cards/) or by path; invalid cards raise one line per problem."""
+    """A card by id (a shipped card) or by path; invalid cards raise one line per problem."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CARDS_DIR / f"{name_or_path}.yaml"

@@ -17,11 +17,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsuite.config import REPO_ROOT
+from medsuite.data.transforms import IntensityRule, normalise_intensity, read_h5_volume, resize, rule_for_modality
 from medsuite.errors import MedsuiteError
 
 SourceKind = Literal["dicom_exam", "cinema_nifti", "nifti_stacks", "acdc_h5"]
 CNN_2D = {"kind": "cnn", "spatial_dims": 2, "in_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2, 2], "norm": "instance"}
-# A strided stem, as in the shipped segmentation pipeline (pipelines/segmentation_neunet_acdc.yaml): CPU-affordable.
+# A strided stem, as in the shipped segmentation pipeline (segmentation_neunet_acdc.yaml): CPU-affordable.
 
 
 class Source(BaseModel):
@@ -41,6 +42,7 @@ class PretextConfig(BaseModel):
     backbone: dict = Field(default_factory=lambda: dict(CNN_2D))
     sources: list[Source] = Field(default_factory=list)
     image_size: int = Field(96, ge=16, description="every 2D sample is resized to image_size^2")
+    intensity: IntensityRule = Field(default_factory=lambda: rule_for_modality("MR"), description="per-volume normalisation (segmentation's MR rule, so fine-tuning sees the same intensities)")
     sigma_mm: float = Field(5.0, gt=0, description="Gaussian width of the line heatmaps")
     min_angle_deg: float = Field(5.0, ge=0)
     max_phases: int = Field(4, ge=1, description="cine phases used per view (evenly spaced)")
@@ -61,32 +63,17 @@ class Sample:
     has_location: float
 
 
-def normalise(volume: np.ndarray) -> np.ndarray:
-    """Robust min-max of a whole volume to [0, 1] (0.5th..99.5th percentile): the segmentation pipeline's MR
-    normalisation (``intensity_transform("MR")``), so the encoder sees fine-tuning's intensity distribution."""
-    low, high = np.percentile(volume, [0.5, 99.5])
-    return np.clip((volume - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
-
-
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
-    """(C, H, W) -> (C, size, size), bilinear with anti-aliasing like the segmentation pipeline's resize
-    (heatmaps and image move together, so targets stay aligned)."""
-    import torch
-    import torch.nn.functional as F
-
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(array))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
-
-
 def exam_samples(exam, config: PretextConfig) -> list[Sample]:
     from medsuite.pretext.targets import exam_targets
 
     samples = []
     for item in exam_targets(exam, config.sigma_mm, config.min_angle_deg):
-        frames = normalise(item.view.frames)  # one view's cine = one volume
+        frames = normalise_intensity(item.view.frames, config.intensity)  # one view's cine = one volume
         phases = np.unique(np.linspace(0, frames.shape[0] - 1, min(config.max_phases, frames.shape[0])).round().astype(int))
         for s in range(len(item.view.planes)):
             for t in phases:
-                stacked = _resize(np.concatenate([frames[t, s][None], item.heatmaps[s]]), config.image_size)
+                # heatmaps and image resized together, so the targets stay aligned
+                stacked = resize(np.concatenate([frames[t, s][None], item.heatmaps[s]]), (config.image_size, config.image_size))
                 located = item.locations is not None
                 samples.append(Sample(stacked[0], stacked[1:], item.mask[s].copy(), float(item.locations[s]) if located else 0.0, float(located)))
     return samples
@@ -95,8 +82,9 @@ def exam_samples(exam, config: PretextConfig) -> list[Sample]:
 def stack_samples(stack: np.ndarray, locations: np.ndarray, config: PretextConfig, channels: int) -> list[Sample]:
     """Task-2-only samples from a SAX stack (S, H, W) and its slice locations."""
     empty_heat = np.zeros((channels, config.image_size, config.image_size), np.float32)
-    stack = normalise(stack)
-    return [Sample(_resize(stack[s][None], config.image_size)[0], empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
+    stack = normalise_intensity(stack, config.intensity)
+    size = (config.image_size, config.image_size)
+    return [Sample(resize(stack[s], size), empty_heat, np.zeros(channels, np.float32), float(locations[s]), 1.0) for s in range(len(stack))]
 
 
 def _kept(paths: Sequence[Path], source: Source) -> list[Path]:
@@ -131,12 +119,8 @@ def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
                 stack = np.moveaxis(np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]), 2, 0)
                 samples += stack_samples(stack, slice_locations(planes_from_affine(image.affine, image.shape)), config, len(VIEW_KINDS))
         else:  # acdc_h5: no geometry; ACDC stores slices base to apex (see geometry.slice_locations)
-            import h5py
-
             for file in _kept(list(root.glob("*.h5")), source):
-                with h5py.File(file, "r") as handle:
-                    # stored (z, y, x) from SimpleITK; (z, x, y) slices match nibabel's NIfTI slices (and the data layer)
-                    stack = np.asarray(handle["image"], dtype=np.float32).transpose(0, 2, 1)
+                stack = np.moveaxis(read_h5_volume(str(file), "image").astype(np.float32), 2, 0)  # (slices, x, y), as NIfTI
                 samples += stack_samples(stack, np.linspace(0, 1, len(stack)) if len(stack) > 1 else np.zeros(1), config, len(VIEW_KINDS))
         counts[f"{source.layout}:{source.path}"] = len(samples) - before
     if not samples:
@@ -205,7 +189,6 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     from medsuite.checkpoints import save_checkpoint
     from medsuite.backbones import EncoderSpec
 
-    torch.set_num_threads(1)
     start = time.time()
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)

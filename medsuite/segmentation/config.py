@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medsuite.data.transforms import IntensityRule
+
 MODEL_NAMES = ("neunet", "unet", "unetpp", "attention_unet", "swinunetr")
 
 
@@ -22,6 +24,7 @@ class DataSection(Strict):
         "(foreground-biased in training, sliding window at inference), so thin structures keep full resolution",
     )
     image_size: tuple[int, int] = Field((128, 128), description="in-plane size the network sees (resized slice or patch)")
+    intensity: IntensityRule | None = Field(None, description="intensity normalisation; null: the card modality's rule (training writes the rule it used into the checkpoint)")
     limit: int | None = Field(None, description="use only the first N volumes of each split (smoke runs)")
     train_patients: int | None = Field(None, ge=1, description="train on every volume of the train split's first N patients only (label efficiency)")
     folds: int = Field(5, ge=2, description="cross-validation: the card's train patients cut into this many patient-level folds")

@@ -32,16 +32,14 @@ from sklearn.model_selection import KFold
 
 from medsuite.data.cards import DataCard
 from medsuite.data.datasets import SliceDataset, discover_records, make_dataset, split_records
-from medsuite.data.transforms import IMAGE, LABEL, load_transforms
+from medsuite.data.transforms import IMAGE, LABEL, IntensityRule, load_transforms, resize, rule_for_modality
 from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import SegmentationPipeline
 
 
 def resize_images(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """(B, C, H, W) float images to ``size``: bilinear with anti-aliasing (ACDC's 256 px -> 128 px)."""
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    """(B, C, H, W) float images to ``size``: the data layer's anti-aliased resize (ACDC's 256 px -> 128 px)."""
+    return resize(x, size)
 
 
 def resize_logits(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -139,18 +137,24 @@ def fold_patients(card: DataCard, records: list[dict], folds: int, fold: int) ->
     return {"train": [patients[i] for i in train_index], "val": [patients[i] for i in val_index]}
 
 
+def intensity_rule(config: SegmentationPipeline, card: DataCard) -> IntensityRule:
+    """The normalisation a model trains and predicts with: its config's, else the card's modality rule."""
+    return config.data.intensity or rule_for_modality(card.acquisition.modalities[0])
+
+
 def split_volumes(card: DataCard, config: SegmentationPipeline, split: str):
     """Loaded, normalised (1, H, W, S) volumes of one patient-level split, stack axis kept (no reorientation);
     with ``data.fold`` set, train and val are that fold's."""
     patients = config.data.train_patients if split == "train" else None
+    transform = load_transforms(card, orientation=None, rule=intensity_rule(config, card))
     if config.data.fold is None or split == "test":
-        return make_dataset(card, split, root=config.data.root, cache=True, orientation=None, limit=config.data.limit, patients=patients)
+        return make_dataset(card, split, root=config.data.root, transform=transform, cache=True, limit=config.data.limit, patients=patients)
     records = discover_records(card, config.data.root)
     chosen = set(fold_patients(card, records, config.data.folds, config.data.fold)[split])
     kept = [r for r in records if r["patient"] in chosen]
     if patients is not None:
         kept = [r for r in kept if r["patient"] in list(dict.fromkeys(r["patient"] for r in kept))[:patients]]
-    return CacheDataset(kept[: config.data.limit], transform=load_transforms(card, orientation=None), num_workers=0, progress=False)
+    return CacheDataset(kept[: config.data.limit], transform=transform, num_workers=0, progress=False)
 
 
 def training_slices(card: DataCard, config: SegmentationPipeline) -> SliceDataset:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from medsuite.data.cards import load_card
 from medsuite.data.datasets import make_dataset
+from medsuite.data.transforms import load_transforms
 from medsuite.errors import MedsuiteError
 from medsuite.io import write_json
 from medsuite.provenance import new_report
@@ -95,7 +96,8 @@ def evaluate_checkpoint(
     ensemble = load_ensemble(paths)
     first = ensemble[0]
     data_card = load_card(card or first.card or first.config.data.card)
-    volumes = make_dataset(data_card, None if split == "all" else split, root=root or first.config.data.root, orientation=None)
+    transform = load_transforms(data_card, orientation=None, rule=first.intensity)
+    volumes = make_dataset(data_card, None if split == "all" else split, root=root or first.config.data.root, transform=transform)
     metrics = evaluate_volumes([(m.model, m.config) for m in ensemble], volumes, first.labels, tta=tta)
     report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta})
     report.update(metrics)

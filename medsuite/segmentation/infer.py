@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
+from monai.transforms import ResizeWithPadOrCrop
 
 from medsuite.batch import Case, find_cases, run_batch
+from medsuite.data.transforms import normalise_intensity
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import cardiac
@@ -27,8 +28,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
 # where `docs/segmentation.md`'s assembly step puts a trained fold ensemble; it becomes the default when present
 DEFAULT_ENSEMBLE = ASSETS / "neunet_acdc_folds"
-# the same per-volume normalisation the data layer applies to MR training volumes
-NORMALISE = ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
 
 
 def default_models() -> list[Path]:
@@ -53,6 +52,7 @@ class Segmenter:
         first = self.ensemble[0]
         self.config, self.card, self.labels, self.model = first.config, first.card, first.labels, first.model
         self.members = [(m.model, m.config) for m in self.ensemble]
+        self.intensity = first.intensity  # the members share it (load_ensemble checks)
         self.device = torch.device(device)
         self.tta = tta
         names = ", ".join(p.name for p in self.paths)
@@ -65,7 +65,7 @@ class Segmenter:
         return predict_ensemble(self.members, self._normalised(vol), slice_axis=stack_axis(vol), tta=self.tta)
 
     def _normalised(self, vol: Volume) -> torch.Tensor:
-        return torch.as_tensor(NORMALISE(torch.as_tensor(np.asarray(vol.array, dtype=np.float32))))
+        return normalise_intensity(torch.as_tensor(np.asarray(vol.array, dtype=np.float32)), self.intensity)
 
     def network_input(self, vol: Volume) -> torch.Tensor:
         """One network input: the middle slice as a 2D model sees it (resized, or its central patch), or a 3D

@@ -16,6 +16,8 @@ from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, SwinUNETR, UNe
 from torch import nn
 
 from medsuite.checkpoints import load_checkpoint
+from medsuite.data.cards import load_card
+from medsuite.data.transforms import IntensityRule, rule_for_modality
 from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.segmentation.labels import checkpoint_labels
@@ -80,6 +82,11 @@ class TrainedModel:
     def card(self) -> str | None:
         return self.checkpoint.get("card")
 
+    @property
+    def intensity(self) -> IntensityRule:
+        """The normalisation it was trained with (checkpoints from before rules were stored: their card's)."""
+        return self.config.data.intensity or rule_for_modality(load_card(self.card or self.config.data.card).acquisition.modalities[0])
+
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """checkpoint -> config -> model -> weights, the one place segmentation does it."""
@@ -111,4 +118,6 @@ def load_ensemble(paths: Sequence[Path], device: str | torch.device = "cpu") -> 
     for member in members[1:]:
         if member.labels != members[0].labels:
             raise MedsuiteError(member.path, f"predicts {member.labels}, unlike {members[0].path.name} ({members[0].labels})", "ensemble only models trained on the same label_map")
+        if member.intensity != members[0].intensity:
+            raise MedsuiteError(member.path, f"normalises intensities otherwise than {members[0].path.name}", "ensemble only models trained with the same data.intensity rule")
     return members

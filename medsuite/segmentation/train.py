@@ -21,7 +21,7 @@ from medsuite.io import write_json
 from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
 from medsuite.data.datasets import discover_records
-from medsuite.segmentation.data import fold_patients, split_volumes, training_slices
+from medsuite.segmentation.data import fold_patients, intensity_rule, split_volumes, training_slices
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.labels import card_labels
 from medsuite.segmentation.models import make_model
@@ -86,6 +86,7 @@ def train(
     dev = resolve_device(device)
     card = load_card(config.data.card)
     labels = card_labels(card)
+    config = config.model_copy(update={"data": config.data.model_copy(update={"intensity": intensity_rule(config, card)})})  # the checkpoint holds the rule
     if config.model.out_channels != max(labels) + 1:
         raise MedsuiteError("model.out_channels", f"is {config.model.out_channels} but card {card.id!r} has labels 0..{max(labels)}", f"set model.out_channels: {max(labels) + 1}")
     if config.data.fold is not None:  # the folds written to the run: which patients trained and which selected the model
