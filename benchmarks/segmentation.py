@@ -36,8 +36,8 @@ from medsuite.io import write_json
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_checkpoint, evaluate_volumes
-from medsuite.segmentation.models import count_parameters, load_trained, resolve_checkpoints
-from medsuite.segmentation.predict import predict_volume
+from medsuite.segmentation.models import count_parameters, load_ensemble, load_trained, resolve_checkpoints
+from medsuite.segmentation.predict import predict_volume, trained_with_mirrors
 from medsuite.segmentation.train import train
 
 
@@ -118,10 +118,14 @@ def variant_rows(args: argparse.Namespace) -> list[dict]:
     for family, single, folds in families:
         variants = ([("single", [single])] if single else []) + ([(f"{len(resolve_checkpoints([folds]))}-fold ensemble", [folds])] if folds else [])
         for name, paths in variants:
+            mirrored = any(trained_with_mirrors(m.config) for m in load_ensemble(resolve_checkpoints(paths)))
             for tta in (False, True):
                 label = f"{family} {name}" + (" +TTA" if tta else "")
-                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta)
                 command = f"medsuite evaluate segmentation {' '.join(map(str, paths))} --split test" + ("" if tta else " --no-tta")
+                if tta and not mirrored:  # no member was trained with flips, so TTA mirrors nothing: the row above
+                    rows.append(rows[-1] | {"variant": label + " (= no TTA: no member trained with flips)", "command": command})
+                    continue
+                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta)
                 rows.append({"variant": label, "command": command, "metrics": {k: v for k, v in report.items() if k not in ("cases", "uncertainty", "class_volumes_ml")}})
                 print(f"{label}: mean Dice {report['mean_dice']:.3f}", flush=True)
     return rows
