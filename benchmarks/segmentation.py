@@ -36,7 +36,12 @@ from medsuite.io import write_json
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationPipeline
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_checkpoint, evaluate_volumes
-from medsuite.segmentation.models import count_parameters, load_ensemble, load_trained, resolve_checkpoints
+from medsuite.segmentation.models import (
+    count_parameters,
+    load_ensemble,
+    load_trained,
+    resolve_checkpoints,
+)
 from medsuite.segmentation.predict import predict_volume, trained_with_mirrors
 from medsuite.segmentation.train import train
 

@@ -164,7 +164,8 @@ def test_segment_pairs_ed_and_es_frames_and_writes_cardiac_function(tmp_path, ti
     assert (function["patient001"]["ed"], function["patient001"]["es"], function["patient001"]["pairing"]) == ("patient001_frame12", "patient001_frame01", "Info.cfg")
     ed = report["cases"]["patient001_frame12"]["label_volumes_ml"]
     assert function["patient001"]["indices"]["LVEDV"] == pytest.approx(ed["lv_cavity"], abs=1e-3)
-    rows = list(csv.DictReader(open(out / "cardiac_function.csv")))
+    with open(out / "cardiac_function.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert [r["patient"] for r in rows] == ["patient001", "scan"] and "LVEF_%" in rows[0] and "LV_mass_g" in rows[0]
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("patient,ed,es\nP1,patient001_frame01.nii.gz,patient001_frame12\n")

@@ -115,12 +115,12 @@ def agreement(predicted: Sequence[float], reference: Sequence[float]) -> dict[st
     keep = np.isfinite(p) & np.isfinite(r)
     p, r = p[keep], r[keep]
     if len(p) < 2:
-        return {"n": int(len(p)), "mae": math.nan, "correlation": math.nan, "bias": math.nan, "loa_low": math.nan, "loa_high": math.nan}
+        return {"n": len(p), "mae": math.nan, "correlation": math.nan, "bias": math.nan, "loa_low": math.nan, "loa_high": math.nan}
     diff = p - r
     sd = float(diff.std(ddof=1))
     corr = float(np.corrcoef(p, r)[0, 1]) if p.std() > 0 and r.std() > 0 else math.nan
     bias = float(diff.mean())
-    return {"n": int(len(p)), "mae": float(np.abs(diff).mean()), "correlation": corr, "bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
+    return {"n": len(p), "mae": float(np.abs(diff).mean()), "correlation": corr, "bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
 
 
 def write_function_csv(target: Path, function: Mapping[str, Mapping[str, object]]) -> Path:

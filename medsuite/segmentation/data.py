@@ -31,8 +31,20 @@ from monai.transforms import (
 from sklearn.model_selection import KFold
 
 from medsuite.data.cards import DataCard
-from medsuite.data.datasets import SliceDataset, discover_records, make_dataset, split_records
-from medsuite.data.transforms import IMAGE, LABEL, IntensityRule, load_transforms, resize, rule_for_modality
+from medsuite.data.datasets import (
+    SliceDataset,
+    discover_records,
+    make_dataset,
+    split_records,
+)
+from medsuite.data.transforms import (
+    IMAGE,
+    LABEL,
+    IntensityRule,
+    load_transforms,
+    resize,
+    rule_for_modality,
+)
 from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import SegmentationPipeline
 
@@ -74,7 +86,7 @@ class RandPatchd(RandCropByPosNegLabeld):
     def __init__(self, size: Sequence[int]):
         super().__init__([IMAGE, LABEL], label_key=LABEL, spatial_size=tuple(size), pos=1, neg=1, num_samples=1, allow_smaller=True)
 
-    def __call__(self, data, lazy=None):  # noqa: ANN001 - MONAI's signature
+    def __call__(self, data, lazy=None):
         with warnings.catch_warnings():  # slices above and below the heart have no label: a random patch is right there
             warnings.filterwarnings("ignore", message="Num foregrounds 0")
             return super().__call__(data, lazy=lazy)[0]

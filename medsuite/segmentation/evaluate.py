@@ -20,10 +20,19 @@ from medsuite.errors import MedsuiteError
 from medsuite.io import write_json
 from medsuite.provenance import new_report
 from medsuite.segmentation import cardiac
-from medsuite.segmentation.metrics import class_volumes_ml, nanmean, summarise, volume_metrics
+from medsuite.segmentation.metrics import (
+    class_volumes_ml,
+    nanmean,
+    summarise,
+    volume_metrics,
+)
 from medsuite.segmentation.models import load_ensemble, resolve_checkpoints
 from medsuite.segmentation.predict import Member, predict_ensemble
-from medsuite.segmentation.uncertainty import SHIPPED_QC_ENTROPY, case_uncertainty, choose_threshold
+from medsuite.segmentation.uncertainty import (
+    SHIPPED_QC_ENTROPY,
+    case_uncertainty,
+    choose_threshold,
+)
 
 
 def case_of(image: Any, index: int) -> str:

@@ -20,8 +20,17 @@ from medsuite.io import Volume, read_3d, write_json, write_nifti
 from medsuite.segmentation import cardiac
 from medsuite.segmentation.data import resize_images
 from medsuite.segmentation.metrics import class_volumes_ml
-from medsuite.segmentation.models import count_parameters, load_ensemble, resolve_checkpoints
-from medsuite.segmentation.predict import Prediction, mirror_axes, predict_ensemble, trained_with_mirrors
+from medsuite.segmentation.models import (
+    count_parameters,
+    load_ensemble,
+    resolve_checkpoints,
+)
+from medsuite.segmentation.predict import (
+    Prediction,
+    mirror_axes,
+    predict_ensemble,
+    trained_with_mirrors,
+)
 from medsuite.segmentation.uncertainty import SHIPPED_QC_ENTROPY, case_uncertainty
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"

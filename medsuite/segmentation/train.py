@@ -11,17 +11,27 @@ from typing import Any
 import torch
 from monai.losses import DiceCELoss
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
-from medsuite.data.datasets import make_loader
+from medsuite.data.datasets import discover_records, make_loader
 from medsuite.errors import MedsuiteError
 from medsuite.io import write_json
 from medsuite.runtime import resolve_device, seed_everything
 from medsuite.segmentation.config import SegmentationPipeline
-from medsuite.data.datasets import discover_records
-from medsuite.segmentation.data import fold_patients, intensity_rule, split_volumes, training_slices
+from medsuite.segmentation.data import (
+    fold_patients,
+    intensity_rule,
+    split_volumes,
+    training_slices,
+)
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.segmentation.labels import card_labels
 from medsuite.segmentation.models import make_model

@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from medsuite.segmentation.predict import Prediction
 
