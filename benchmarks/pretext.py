@@ -32,12 +32,13 @@ from medsuite.data.cards import load_card
 from medsuite.data.datasets import discover_records, split_records
 from medsuite.io import write_json
 from medsuite.pretext.pretrain import PretextConfig, run_pretraining
+from medsuite.runtime import configure_runtime
 from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import split_volumes
 from medsuite.segmentation.evaluate import evaluate_volumes
 from medsuite.checkpoints import load_model
+from medsuite.segmentation.models import load_trained
 from medsuite.segmentation.train import train
-from medsuite.runtime import configure_runtime
 
 CARD = "acdc_h5"
 PRETEXT_PIPELINE = PIPELINES_DIR / "pretext_cardiac.yaml"
@@ -140,9 +141,9 @@ def main() -> None:
                     run = args.out / f"{arm}_n{n}_steps{args.steps}_seed{seed}"
                     start = time.time()
                     train(config, run, device="cpu", init=encoder if arm == "pretext" else None, quiet=True)
-                    model = load_model(run / "last.pt", "segmentation").model
+                    trained = load_trained(run / "last.pt")
                     test = test if test is not None else split_volumes(card, config, "test")
-                    metrics = evaluate_volumes(model, test, config)
+                    metrics = evaluate_volumes([(trained.model, config)], test, trained.labels)
                     dice = 100 * metrics["mean_dice"]
                     print(f"  seed {seed}, {n} labelled, {arm}: {config.train.epochs} epochs, test Dice {dice:.2f} ({time.time() - start:.0f} s)", flush=True)
                     # Merge with what other processes (the other arm) wrote.

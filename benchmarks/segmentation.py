@@ -8,6 +8,17 @@ patients, scored on the same held-out test patients (the card's patient-level sp
 
 Prints a markdown table: mean Dice (RV, Myo, LV), HD95, parameters, CPU seconds per volume, and each
 figure's ratio to plain MONAI UNet. Writes the table and raw figures to --output.
+
+Inference variants of trained checkpoints, side by side on the card's test split, each row computed by the
+library function behind `medsuite evaluate segmentation` (its command is printed with the row):
+
+    python benchmarks/segmentation.py --variants --model medsuite/assets/segmentation/neunet_acdc.pt \
+        [--folds runs/cv] [--unet runs/unet/best.pt] [--unet-folds runs/cv_unet] --output DIR
+
+single model, +TTA, fold ensemble, fold ensemble +TTA (for each family given): per-class Dice and HD95, the
+worst test volume, median seconds per volume (prediction only, models loaded), and the clinical indices from
+the predicted masks against those from the reference masks (MAE, correlation, Bland-Altman bias and 95 %
+limits). ACDC's HDF5 files store no spacing: volumes, masses and HD95 use the card's nominal 1.5 x 1.5 x 8 mm.
 """
 
 from __future__ import annotations
@@ -18,14 +29,20 @@ from pathlib import Path
 
 import torch
 
-from medsuite.checkpoints import load_checkpoint, load_model
+from medsuite.checkpoints import load_checkpoint
 from medsuite.config import PIPELINES_DIR, load_pipeline
 from medsuite.data.cards import load_card
 from medsuite.io import write_json
 from medsuite.segmentation.config import MODEL_NAMES, SegmentationConfig
 from medsuite.segmentation.data import split_volumes
-from medsuite.segmentation.evaluate import evaluate_volumes, predict_volume
-from medsuite.segmentation.models import count_parameters
+from medsuite.segmentation.evaluate import evaluate_checkpoint, evaluate_volumes
+from medsuite.segmentation.models import (
+    count_parameters,
+    load_ensemble,
+    load_trained,
+    resolve_checkpoints,
+)
+from medsuite.segmentation.predict import predict_volume, trained_with_mirrors
 from medsuite.segmentation.train import train
 
 
@@ -57,14 +74,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         if not args.no_train:
             train(config, run_dir, quiet=True)
         history = load_checkpoint(run_dir / "last.pt", kind="segmentation")["history"]
-        loaded = load_model(run_dir / "best.pt", "segmentation")
-        model, config = loaded.model, loaded.config
+        trained = load_trained(run_dir / "best.pt")
+        model, config = trained.model, trained.config
         config.postprocess = base.postprocess  # every row scored with the YAML's postprocessing, alike
         if test is None:
             test = split_volumes(card, config.model_copy(update={"data": config.data.model_copy(update={"limit": None})}), "test")
-        metrics = evaluate_volumes(model, test, config)
+        metrics = evaluate_volumes([(model, config)], test, trained.labels)
         row = {
             "model": name,
+            "classes": list(metrics["per_class"]),
             **{c: v["dice"] for c, v in metrics["per_class"].items()},
             "mean_dice": metrics["mean_dice"],
             "hd95": metrics["mean_hd95"],
@@ -87,14 +105,59 @@ def markdown(rows: list[dict]) -> str:
         return f"{r[k] / ref[k]:.2f}" if ref[k] else "-"
 
     lines = [
-        "| model | epochs (train min) | Dice RV | Dice Myo | Dice LV | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model | epochs (train min) | {' | '.join('Dice ' + c for c in rows[0]['classes'])} | mean Dice (x UNet) | HD95 mm (x UNet) | params (x UNet) | CPU s/volume (x UNet) |",
+        "|---|---|" + "---|" * len(rows[0]["classes"]) + "---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['epochs']} ({r['train_minutes']:.0f}) | {r['RV']:.3f} | {r['Myo']:.3f} | {r['LV']:.3f} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
+            f"| {r['model']} | {r['epochs']} ({r['train_minutes']:.0f}) | {' | '.join(f'{r[c]:.3f}' for c in r['classes'])} | {r['mean_dice']:.3f} ({ratio(r, 'mean_dice')}) | "
             f"{r['hd95']:.1f} ({ratio(r, 'hd95')}) | {r['params'] / 1e6:.2f}M ({ratio(r, 'params')}) | {r['s_per_volume']:.2f} ({ratio(r, 's_per_volume')}) |"
         )
+    return "\n".join(lines)
+
+
+CLINICAL = ("LVEF", "LV_mass", "LVEDV", "LVESV", "RVEF", "RVEDV")
+
+
+def variant_rows(args: argparse.Namespace) -> list[dict]:
+    """Single / +TTA / fold ensemble / ensemble +TTA of each model family given, on the card's test split."""
+    families = [("neunet", args.model, args.folds), ("unet", args.unet, args.unet_folds)]
+    rows = []
+    for family, single, folds in families:
+        variants = ([("single", [single])] if single else []) + ([(f"{len(resolve_checkpoints([folds]))}-fold ensemble", [folds])] if folds else [])
+        for name, paths in variants:
+            mirrored = any(trained_with_mirrors(m.config) for m in load_ensemble(resolve_checkpoints(paths)))
+            for tta in (False, True):
+                label = f"{family} {name}" + (" +TTA" if tta else "")
+                command = f"medsuite evaluate segmentation {' '.join(map(str, paths))} --split test" + ("" if tta else " --no-tta")
+                if tta and not mirrored:  # no member was trained with flips, so TTA mirrors nothing: the row above
+                    rows.append(rows[-1] | {"variant": label + " (= no TTA: no member trained with flips)", "command": command})
+                    continue
+                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta)
+                rows.append({"variant": label, "command": command, "metrics": {k: v for k, v in report.items() if k not in ("cases", "uncertainty", "class_volumes_ml")}})
+                print(f"{label}: mean Dice {report['mean_dice']:.3f}", flush=True)
+    return rows
+
+
+def variant_markdown(rows: list[dict]) -> str:
+    classes = list(rows[0]["metrics"]["per_class"])
+    lines = [
+        f"| variant | {' | '.join(f'Dice / HD95 {c}' for c in classes)} | mean Dice | mean HD95 mm | worst volume (Dice) | s/volume |",
+        "|---|" + "---|" * len(classes) + "---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["metrics"]
+        per_class = " | ".join(f"{m['per_class'][c]['dice']:.3f} / {m['per_class'][c]['hd95']:.1f}" for c in classes)
+        worst = m["worst_case"]
+        lines.append(f"| {r['variant']} | {per_class} | {m['mean_dice']:.3f} | {m['mean_hd95']:.1f} | {worst['case']} ({worst['mean_dice']:.3f}) | {m['seconds_per_volume']:.2f} |")
+    if rows[0]["metrics"].get("clinical"):
+        units = rows[0]["metrics"]["clinical"]["units"]
+        lines += ["", "| variant | " + " | ".join(f"{k} ({units[k]}) MAE / r / bias [95% limits]" for k in CLINICAL) + " |", "|---|" + "---|" * len(CLINICAL)]
+        for r in rows:
+            a = r["metrics"]["clinical"]["agreement"]
+            cells = " | ".join(f"{a[k]['mae']:.1f} / {a[k]['correlation']:.3f} / {a[k]['bias']:+.1f} [{a[k]['loa_low']:+.1f}, {a[k]['loa_high']:+.1f}]" for k in CLINICAL)
+            lines.append(f"| {r['variant']} | {cells} |")
+    lines += ["", *(f"- {r['variant']}: `{r['command']}`" for r in rows)]
     return "\n".join(lines)
 
 
@@ -108,12 +171,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-train", action="store_true", help="score the runs already in --output (best.pt) without training")
     parser.add_argument("--output", type=Path, default=Path("medsuite_results/benchmark_segmentation"))
+    parser.add_argument("--variants", action="store_true", help="score inference variants of trained checkpoints (no training)")
+    parser.add_argument("--model", type=Path, default=None, help="--variants: the single neU-Net checkpoint")
+    parser.add_argument("--folds", type=Path, default=None, help="--variants: a folder of neU-Net fold runs (fold_*/best.pt)")
+    parser.add_argument("--unet", type=Path, default=None, help="--variants: a plain UNet checkpoint")
+    parser.add_argument("--unet-folds", type=Path, default=None, help="--variants: a folder of UNet fold runs")
     args = parser.parse_args()
     if args.quick:
         args.limit, args.minutes = args.limit or 24, args.minutes or 2.5
     torch.set_num_threads(args.threads)
-    rows = run(args)
-    table = markdown(rows)
+    if args.variants:
+        rows = variant_rows(args)
+        table = variant_markdown(rows)
+    else:
+        rows = run(args)
+        table = markdown(rows)
     print(table)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_json(args.output / "benchmark.json", {"settings": settings, "rows": rows, "table": table})

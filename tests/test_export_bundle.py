@@ -17,7 +17,7 @@ from medsuite.cli import main
 from medsuite.errors import MedsuiteError
 from medsuite.export.bundle import TORCHSCRIPT_TOLERANCE, export_bundle, load_bundle, network_from_pipeline
 from medsuite.io import write_nifti
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.infer import segment_batch
 from medsuite.segmentation.models import make_model
 from medsuite.segmentation.synthetic import synthetic_short_axis
@@ -34,7 +34,7 @@ CARD = """# tiny.pt: a test model
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle")
-    config = SegmentationPipeline.model_validate({"data": {"image_size": [32, 32]}, "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]}})
+    config = SegmentationConfig.model_validate({"data": {"image_size": [32, 32]}, "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]}})
     torch.manual_seed(0)
     checkpoint = save_checkpoint(root / "tiny.pt", kind="segmentation", state=make_model(config).state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
     (root / "MODEL_CARD.md").write_text(CARD)

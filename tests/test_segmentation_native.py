@@ -9,7 +9,7 @@ from torch import nn
 
 from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.data import slice_transform
-from medsuite.segmentation.evaluate import predict_volume
+from medsuite.segmentation.predict import predict_volume
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,7 @@ from medsuite.checkpoints import save_checkpoint
 from medsuite.cli import main
 from medsuite.io import write_nifti
 from medsuite.segmentation.config import SegmentationConfig
-from medsuite.segmentation.evaluate import volume_metrics
+from medsuite.segmentation.metrics import volume_metrics
 from medsuite.segmentation.infer import segment_batch, stack_axis
 from medsuite.segmentation.models import make_model
 from medsuite.segmentation.synthetic import synthetic_short_axis
@@ -54,7 +54,7 @@ def test_mask_keeps_oblique_affine_and_shape_exactly(tmp_path, tiny_checkpoint, 
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2, 3}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     case = report["cases"]["sax"]
-    assert report["kind"] == "segment" and report["labels"] == {"1": "RV", "2": "Myo", "3": "LV"}
+    assert report["kind"] == "segment" and report["labels"] == {"1": "rv_cavity", "2": "myocardium", "3": "lv_cavity"}  # the card's label_map
     # a CNN's multiply-accumulates do not depend on the input: the real-slice estimate equals a blank one's
     from medsuite.backbones.energy import estimate_energy
     from medsuite.segmentation.infer import Segmenter
@@ -63,7 +63,7 @@ def test_mask_keeps_oblique_affine_and_shape_exactly(tmp_path, tiny_checkpoint, 
     assert report["energy"]["macs"] == blank["macs"] > 0 and report["energy"]["energy_mj"] > 0
     assert case["status"] == "done" and len(case["sha256"]) == 64
     counts = np.bincount(np.asarray(mask.dataobj).ravel(), minlength=4)
-    assert case["label_volumes_ml"]["LV"] == pytest.approx(counts[3] * vol.voxel_volume_ml, abs=1e-3)
+    assert case["label_volumes_ml"]["lv_cavity"] == pytest.approx(counts[3] * vol.voxel_volume_ml, abs=1e-3)
 
 
 def test_real_mnms2_oblique_stack_keeps_its_affine(tmp_path, tiny_checkpoint):
@@ -135,7 +135,7 @@ def test_dice_and_hd95_on_known_masks():
     label[2:6, 2:6] = 3  # 16 voxels per slice
     pred = label.clone()
     pred[2:6, 5] = 0  # one column of 4 missing per slice: Dice = 2*12/(12+16)
-    metrics = volume_metrics(pred, label, spacing=(1.0, 1.0, 1.0))
+    metrics = volume_metrics(pred, label, spacing=(1.0, 1.0, 1.0), labels={1: "RV", 2: "Myo", 3: "LV"})
     assert metrics["LV"]["dice"] == pytest.approx(24 / 28, abs=1e-6)
     assert metrics["LV"]["hd95"] == pytest.approx(1.0, abs=1e-6)
     assert np.isnan(metrics["RV"]["dice"]) and np.isnan(metrics["RV"]["hd95"])
@@ -164,7 +164,7 @@ def test_demo_part_segments_the_generated_volume(tmp_path):
     report = json.loads((tmp_path / "segmentation" / "report.json").read_text())
     assert report["kind"] == "segment" and report["cases"]["synthetic_sax"]["status"] == "done"
     phantom = json.loads((tmp_path / "segmentation" / "phantom_metrics.json").read_text())
-    assert phantom["LV"]["dice"] > 0.7  # the shipped ACDC model finds the phantom's LV (0.93 measured)
+    assert phantom["lv_cavity"]["dice"] > 0.7  # the shipped ACDC model finds the phantom's LV (0.93 measured)
     mask = nib.load(str(tmp_path / "segmentation" / "synthetic_sax_seg.nii.gz"))
     source = nib.load(str(tmp_path / "segmentation" / "inputs" / "synthetic_sax.nii.gz"))
     np.testing.assert_array_equal(mask.affine, source.affine)

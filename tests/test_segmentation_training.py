@@ -12,7 +12,7 @@ import torch
 from medsuite.checkpoints import load_checkpoint
 from medsuite.config import PIPELINES_DIR, load_pipeline
 from medsuite.segmentation.config import SegmentationConfig
-from medsuite.segmentation.report import evaluate_checkpoint
+from medsuite.segmentation.evaluate import evaluate_checkpoint
 from medsuite.segmentation.train import train
 
 from .conftest import shared_path
@@ -41,10 +41,10 @@ def test_train_resume_and_evaluate(tmp_path):
     assert ckpt["card"] == "acdc_h5" and ckpt["config"]["model"]["name"] == "neunet" and ckpt["epoch"] == 1
     resumed = train(config, tmp_path / "run", quiet=True)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    metrics, target = evaluate_checkpoint(tmp_path / "run", split="val")
+    metrics, target = evaluate_checkpoint([tmp_path / "run"], split="val")
     saved = json.loads(target.read_text())
     assert target.name == "metrics.json" and saved["mean_dice"] == pytest.approx(metrics["mean_dice"])
-    assert set(saved["per_class"]) == {"RV", "Myo", "LV"} and 0.0 <= saved["mean_dice"] <= 1.0
+    assert set(saved["per_class"]) == {"rv_cavity", "myocardium", "lv_cavity"} and 0.0 <= saved["mean_dice"] <= 1.0
 
 
 def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
@@ -66,7 +66,7 @@ def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
     )
     result = train(config, tmp_path / "run", quiet=True)
     assert result["epochs"] == 1 and 0.0 <= result["best_val_mean_dice"] <= 1.0
-    metrics, _ = evaluate_checkpoint(tmp_path / "run", split="test", root=tmp_path / "acdc")
+    metrics, _ = evaluate_checkpoint([tmp_path / "run"], split="test", root=tmp_path / "acdc")
     assert len(metrics["cases"]) == 1 and list(metrics["cases"]) == [n for n in metrics["cases"] if n.endswith("_frame01")]
 
 

@@ -35,7 +35,7 @@ from medsuite.errors import MedsuiteError
 from medsuite.export.catalog import CARD_NAME
 from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path, sha256_file, write_json
-from medsuite.segmentation.config import SegmentationPipeline
+from medsuite.segmentation.config import SegmentationConfig
 from medsuite.segmentation.models import make_model
 
 # The schema URL MONAI's model zoo checks bundles against; verify_metadata fetches it only when no local
@@ -45,7 +45,7 @@ SCHEMA_FILE = Path(__file__).with_name("bundle_metadata_schema.json")
 TORCHSCRIPT_TOLERANCE = 1e-5
 
 
-def patch_shape(config: SegmentationPipeline) -> tuple[int, ...]:
+def patch_shape(config: SegmentationConfig) -> tuple[int, ...]:
     """(channels, *spatial) of one network input: a 2D model's slice patch or a 3D model's window."""
     spatial = config.model.roi_size if config.model.spatial_dims == 3 and config.model.roi_size else config.data.image_size
     return (int(config.backbone.get("in_channels", 1)), *map(int, spatial))
@@ -67,7 +67,7 @@ def is_bundle(path: Path) -> bool:
 
 def network_from_pipeline(pipeline: dict[str, Any]) -> nn.Module:
     """``network_def`` of inference.json: the same factory medsuite trains with."""
-    return make_model(SegmentationPipeline.model_validate(pipeline))
+    return make_model(SegmentationConfig.model_validate(pipeline))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def describe(checkpoint: Path, payload: dict[str, Any]) -> dict[str, Any]:
 # Export
 
 
-def _metadata(checkpoint: Path, config: SegmentationPipeline, about: dict[str, Any], foreground: dict[int, str], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
+def _metadata(checkpoint: Path, config: SegmentationConfig, about: dict[str, Any], foreground: dict[int, str], version: str, changelog: str, weights_sha: str) -> dict[str, Any]:
     labels = {0: "background", **foreground}
     checkpoint_sha = sha256_file(checkpoint)
     size = list(patch_shape(config)[1:])
@@ -186,7 +186,7 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def _inference_config(config: SegmentationPipeline) -> dict[str, Any]:
+def _inference_config(config: SegmentationConfig) -> dict[str, Any]:
     return {
         "bundle_root": ".",
         "device": "cpu",
@@ -282,7 +282,7 @@ def load_bundle(path: Path, *, device: str | torch.device = "cpu") -> LoadedMode
     weights = path / "models" / "model.pt"
     if not weights.is_file() or sha256_file(weights) != about.get("model_sha256"):
         raise MedsuiteError(weights, "is missing or does not match the sha256 in configs/metadata.json", "export the bundle again")
-    config = validated(path, SegmentationPipeline, inference["pipeline"])
+    config = validated(path, SegmentationConfig, inference["pipeline"])
     model = make_model(config)
     fill(weights, model, torch.load(weights, map_location="cpu", weights_only=True))
     return LoadedModel(model=model.to(device).eval(), config=config, payload={"kind": "segmentation", "card": about.get("card"), "labels": {k: v for k, v in metadata.get("label_names", {}).items() if k != "0"}}, path=path)

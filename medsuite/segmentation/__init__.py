@@ -1,8 +1,7 @@
 """Cardiac segmentation: neU-Net and the MONAI U-Net family behind one factory; train, evaluate, infer.
 
-Stages, each its own module: ``config`` (pipeline YAML schema), ``wavelets`` + ``neunet`` (the model
-of Yang et al. 2023), ``models`` (the factory), ``data`` (card -> 2D slices), ``train``, ``evaluate``
-and ``infer`` (the batch ``segment`` command's library side).
+Stages, each its own module: ``config`` (pipeline YAML schema), ``labels`` (class names from the card's
+label_map), ``wavelets`` + ``neunet`` (the model of Yang et al. 2023), ``models`` (the factory and checkpoint
+loading), ``data`` (card -> 2D slices), ``train``, ``predict`` (whole-volume prediction), ``metrics`` (Dice,
+HD95), ``evaluate`` (a checkpoint on a card split) and ``infer`` (the batch ``segment`` command's library side).
 """
-
-LABELS = {1: "RV", 2: "Myo", 3: "LV"}

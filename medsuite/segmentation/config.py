@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medsuite.data.transforms import IntensityRule
 
 from medsuite.backbones import EncoderSpec
 
@@ -24,8 +26,19 @@ class DataSection(Strict):
         "(foreground-biased in training, sliding window at inference), so thin structures keep full resolution",
     )
     image_size: tuple[int, int] = Field((128, 128), description="in-plane size the network sees (resized slice or patch)")
+    intensity: IntensityRule | None = Field(None, description="intensity normalisation; null: the card modality's rule (training writes the rule it used into the checkpoint)")
     limit: int | None = Field(None, description="use only the first N volumes of each split (smoke runs)")
     train_patients: int | None = Field(None, ge=1, description="train on every volume of the train split's first N patients only (label efficiency)")
+    folds: int = Field(5, ge=2, description="cross-validation: the card's train patients cut into this many patient-level folds")
+    fold: int | None = Field(
+        None, ge=0, description="train on all folds but this one and select the model on it (the card's val split is then left alone); None: train split / val split"
+    )
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> DataSection:
+        if self.fold is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist among folds 0..{self.folds - 1}")
+        return self
 
 
 class ModelSection(Strict):
@@ -42,13 +55,19 @@ class TrainSection(Strict):
     lr: float = 2e-3
     weight_decay: float = 1e-5
     augment: bool = True
-    flips: bool = Field(False, description="random left-right/up-down flips (orientation invariance costs Dice on ACDC)")
+    augmentation: Literal["basic", "nnunet"] = Field(
+        "basic",
+        description="basic: rotation +-15 deg, scaling +-15 %, gamma; nnunet: nnU-Net-strength rotation (any angle), scaling 0.7-1.4, "
+        "elastic deformation, gamma (also inverted), contrast, brightness, bias field, Gaussian noise and blur, simulated low resolution",
+    )
+    flips: bool = Field(False, description="random in-plane flips (mirrored hearts: orientation invariance; TTA then mirrors too)")
     zoom_range: tuple[float, float] = Field(
         (1.0, 1.0), description="random isotropic zoom of whole slices (>1 enlarges): robustness to finer pixel spacings than the training scans'"
     )
     zoom_prob: float = Field(0.25, ge=0.0, le=1.0, description="probability of that zoom per slice")
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last): whole-volume validation costs more than an epoch")
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
+    workers: int = Field(0, ge=0, description="data-loader worker processes for augmentation (0: in the training process; a GPU machine wants several)")
 
 
 class PostprocessSection(Strict):

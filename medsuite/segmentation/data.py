@@ -3,17 +3,49 @@ inference use (so what the network sees at inference is what it saw in training)
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAdjustContrastd, RandAffined, RandCropByPosNegLabeld, RandFlipd, RandZoomd, SpatialPadd, ToTensord
+from monai.data import CacheDataset
+from monai.transforms import (
+    Compose,
+    Rand2DElasticd,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandScaleIntensityd,
+    RandScaleIntensityFixedMeand,
+    RandSimulateLowResolutiond,
+    RandZoomd,
+    SpatialPadd,
+    ToTensord,
+)
+from sklearn.model_selection import KFold
 
 from medsuite.data.cards import DataCard
-from medsuite.data.datasets import SliceDataset, make_dataset
-from medsuite.data.transforms import IMAGE, LABEL, resize
+from medsuite.data.datasets import (
+    SliceDataset,
+    discover_records,
+    make_dataset,
+    split_records,
+)
+from medsuite.data.transforms import (
+    IMAGE,
+    LABEL,
+    IntensityRule,
+    load_transforms,
+    resize,
+    rule_for_modality,
+)
+from medsuite.errors import MedsuiteError
 from medsuite.segmentation.config import SegmentationConfig
 
 
@@ -70,10 +102,7 @@ def slice_transform(config: SegmentationConfig, train: bool) -> Compose:
     if not native:
         steps.append(SliceToNetwork(config.data.image_size))
     if train and config.train.augment:
-        steps += [
-            RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=0 if native else 8, mode=("bilinear", "nearest"), padding_mode="zeros"),
-            RandAdjustContrastd(IMAGE, prob=0.3, gamma=(0.7, 1.5)),
-        ]
+        steps += nnunet_augmentation(native) if config.train.augmentation == "nnunet" else basic_augmentation(native)
         low, high = config.train.zoom_range
         if (low, high) != (1.0, 1.0):  # pixel spacings differ between scanners: the same heart at other pixel sizes
             steps.append(RandZoomd(keys, prob=config.train.zoom_prob, min_zoom=low, max_zoom=high, mode=("bilinear", "nearest"), keep_size=True))
@@ -84,10 +113,60 @@ def slice_transform(config: SegmentationConfig, train: bool) -> Compose:
     return Compose(steps)
 
 
+def basic_augmentation(native: bool) -> list:
+    keys = [IMAGE, LABEL]
+    return [
+        RandAffined(keys, prob=0.7, rotate_range=0.26, scale_range=0.15, translate_range=0 if native else 8, mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandAdjustContrastd(IMAGE, prob=0.3, gamma=(0.7, 1.5)),
+    ]
+
+
+def nnunet_augmentation(native: bool) -> list:
+    """nnU-Net v2's default 2D augmentation, with its probabilities, in MONAI transforms on [0, 1] images:
+    spatial first (on the whole slice, so nothing is cut before the patch is taken), then intensity."""
+    keys, modes = [IMAGE, LABEL], ("bilinear", "nearest")
+    return [
+        RandAffined(keys, prob=0.3, rotate_range=math.pi, scale_range=((-0.3, 0.4), (-0.3, 0.4)), translate_range=0 if native else 8, mode=modes, padding_mode="zeros"),
+        Rand2DElasticd(keys, prob=0.2, spacing=(24, 24), magnitude_range=(0.5, 2.0), mode=modes, padding_mode="zeros"),
+        RandGaussianNoised(IMAGE, prob=0.1, std=0.03),  # 0-0.1 variance of z-scored data: ~0.03 on [0, 1]
+        RandGaussianSmoothd(IMAGE, prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0)),
+        RandScaleIntensityd(IMAGE, prob=0.15, factors=0.25),  # brightness: x 0.75-1.25
+        RandScaleIntensityFixedMeand(IMAGE, prob=0.15, factors=0.25, preserve_range=True),  # contrast
+        RandSimulateLowResolutiond(IMAGE, prob=0.25, zoom_range=(0.5, 1.0), downsample_mode="nearest", upsample_mode="bilinear"),
+        RandAdjustContrastd(IMAGE, prob=0.1, gamma=(0.7, 1.5), invert_image=True, retain_stats=True),
+        RandAdjustContrastd(IMAGE, prob=0.3, gamma=(0.7, 1.5), retain_stats=True),
+        RandBiasFieldd(IMAGE, prob=0.15, coeff_range=(0.0, 0.1)),
+    ]
+
+
+def fold_patients(card: DataCard, records: list[dict], folds: int, fold: int) -> dict[str, list[str]]:
+    """Patient-level K-fold over the card's train split (its val and test patients stay out): the fold's
+    train and val patients, shuffled by the card's split seed."""
+    patients = sorted({r["patient"] for r in split_records(card, records)["train"]})
+    if len(patients) < folds:
+        raise MedsuiteError(card.id, f"{len(patients)} train patients cannot make {folds} folds", "lower data.folds")
+    train_index, val_index = list(KFold(n_splits=folds, shuffle=True, random_state=card.split.seed).split(patients))[fold]
+    return {"train": [patients[i] for i in train_index], "val": [patients[i] for i in val_index]}
+
+
+def intensity_rule(config: SegmentationConfig, card: DataCard) -> IntensityRule:
+    """The normalisation a model trains and predicts with: its config's, else the card's modality rule."""
+    return config.data.intensity or rule_for_modality(card.acquisition.modalities[0])
+
+
 def split_volumes(card: DataCard, config: SegmentationConfig, split: str):
-    """Loaded, normalised (1, H, W, S) volumes of one patient-level split, stack axis kept (no reorientation)."""
+    """Loaded, normalised (1, H, W, S) volumes of one patient-level split, stack axis kept (no reorientation);
+    with ``data.fold`` set, train and val are that fold's."""
     patients = config.data.train_patients if split == "train" else None
-    return make_dataset(card, split, root=config.data.root, cache=True, orientation=None, limit=config.data.limit, patients=patients)
+    transform = load_transforms(card, orientation=None, rule=intensity_rule(config, card))
+    if config.data.fold is None or split == "test":
+        return make_dataset(card, split, root=config.data.root, transform=transform, cache=True, limit=config.data.limit, patients=patients)
+    records = discover_records(card, config.data.root)
+    chosen = set(fold_patients(card, records, config.data.folds, config.data.fold)[split])
+    kept = [r for r in records if r["patient"] in chosen]
+    if patients is not None:
+        kept = [r for r in kept if r["patient"] in list(dict.fromkeys(r["patient"] for r in kept))[:patients]]
+    return CacheDataset(kept[: config.data.limit], transform=transform, num_workers=0, progress=False)
 
 
 def training_slices(card: DataCard, config: SegmentationConfig) -> SliceDataset:

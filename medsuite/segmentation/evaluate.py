@@ -1,94 +1,140 @@
-"""Whole-volume prediction (2D slice-wise or 3D sliding window) and per-class Dice / HD95 (MONAI metrics)."""
+"""``evaluate segmentation``: checkpoints (one, several, or a folder of folds) on a card split -> per-case and
+mean Dice / HD95, the worst case, seconds per volume, per-case uncertainty, and the clinical indices against
+those of the reference masks; metrics.json and a printed table."""
 
 from __future__ import annotations
 
 import math
-import warnings
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.inferers import sliding_window_inference
-from monai.metrics import compute_dice, compute_hausdorff_distance
-from monai.networks.utils import one_hot
-from monai.transforms import KeepLargestConnectedComponent
+from rich.table import Table
 
-from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationConfig
-from medsuite.segmentation.data import resize_images, resize_logits
-
-
-@torch.no_grad()
-def predict_volume(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig, *, slice_axis: int = 2, batch: int = 32) -> torch.Tensor:
-    """Labels (H, W, S) of a normalised (H, W, S) float volume; the in-plane resize is inverted inside."""
-    model.eval()
-    volume = _predict_3d(model, image, config) if config.model.spatial_dims == 3 else _predict_slices(model, image, config, slice_axis, batch)
-    if config.postprocess.largest_component:
-        keep = KeepLargestConnectedComponent(applied_labels=list(range(1, config.model.out_channels)), independent=True)
-        volume = keep(volume[None])[0]
-    return volume
-
-
-def _predict_3d(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig) -> torch.Tensor:
-    device = next(model.parameters()).device
-    roi = config.model.roi_size or tuple(image.shape)
-    logits = sliding_window_inference(image[None, None].to(device), roi_size=roi, sw_batch_size=1, predictor=model, overlap=0.25, mode="gaussian")
-    return logits.argmax(1)[0].cpu()
+from medsuite.data.cards import load_card
+from medsuite.data.datasets import make_dataset
+from medsuite.data.transforms import load_transforms
+from medsuite.errors import MedsuiteError
+from medsuite.io import write_json
+from medsuite.provenance import new_report
+from medsuite.segmentation import cardiac
+from medsuite.segmentation.metrics import (
+    class_volumes_ml,
+    nanmean,
+    summarise,
+    volume_metrics,
+)
+from medsuite.segmentation.models import load_ensemble, resolve_checkpoints
+from medsuite.segmentation.predict import Member, predict_ensemble
+from medsuite.segmentation.uncertainty import (
+    SHIPPED_QC_ENTROPY,
+    case_uncertainty,
+    choose_threshold,
+)
 
 
-def _predict_slices(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig, slice_axis: int, batch: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    stack = image.movedim(slice_axis, 0)[:, None]  # (S, 1, H, W)
-    size = stack.shape[2:]
-    labels = []
-    for start in range(0, stack.shape[0], batch):
-        chunk = stack[start : start + batch].to(device)
-        if config.data.inplane == "native":  # patches of the native grid, blended where windows overlap
-            logits = sliding_window_inference(chunk, roi_size=config.data.image_size, sw_batch_size=batch, predictor=model, overlap=0.25, mode="gaussian")
-        else:
-            logits = resize_logits(model(resize_images(chunk, config.data.image_size)), size)
-        labels.append(logits.argmax(1).cpu())
-    return torch.cat(labels).movedim(0, slice_axis)
+def case_of(image: Any, index: int) -> str:
+    return Path(str(image.meta.get("filename_or_obj", index))).name.split(".")[0]
 
 
-def volume_metrics(pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float], n_classes: int = 4) -> dict[str, dict[str, float]]:
-    """Dice and HD95 (mm) per foreground class of one volume; NaN where a class is absent from both."""
-    p = one_hot(pred[None, None].long(), n_classes)
-    g = one_hot(label[None, None].long(), n_classes)
-    dice = compute_dice(p, g, include_background=False, ignore_empty=True)[0]
-    with warnings.catch_warnings():  # empty classes warn inside MONAI; they are reported as NaN below
-        warnings.simplefilter("ignore")
-        hd = compute_hausdorff_distance(p, g, include_background=False, percentile=95, spacing=list(map(float, spacing)))[0]
-    out = {}
-    for c in range(1, n_classes):
-        present = bool(p[0, c].any()) and bool(g[0, c].any())
-        out[LABELS.get(c, str(c))] = {"dice": float(dice[c - 1]), "hd95": float(hd[c - 1]) if present else math.nan}
-    return out
+def evaluate_volumes(members: Sequence[Member], volumes, labels: dict[int, str], *, tta: bool = False, qc_threshold: float = SHIPPED_QC_ENTROPY) -> dict[str, Any]:
+    """Every volume of a loaded split (MetaTensors from the data layer, stack axis last): per-case metrics,
+    uncertainty and class volumes, their summary, and the clinical indices' agreement where ED/ES pairs exist.
 
-
-def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """Mean over cases per class (NaNs skipped) and the mean over classes."""
-    classes = list(next(iter(per_case.values())).keys()) if per_case else []
-
-    def nanmean(values: list[float]) -> float:
-        finite = [v for v in values if not math.isnan(v)]
-        return float(np.mean(finite)) if finite else math.nan
-
-    mean = {c: {k: nanmean([m[c][k] for m in per_case.values()]) for k in ("dice", "hd95")} for c in classes}
-    return {"per_class": mean, "mean_dice": float(np.mean([v["dice"] for v in mean.values()])), "mean_hd95": float(np.mean([v["hd95"] for v in mean.values()]))}
-
-
-def evaluate_volumes(model: torch.nn.Module, volumes, config: SegmentationConfig) -> dict[str, Any]:
-    """Every volume of a loaded split (MetaTensors from the data layer): per-case metrics and their summary.
-
-    HD95 is in the volume's own spacing (for index-space cards, the card's nominal spacing).
+    HD95 and volumes are in the volume's own spacing (for index-space cards, the card's nominal spacing).
     """
-    per_case = {}
+    per_case, uncertainty, class_ml, seconds = {}, {}, {}, []
     for i in range(len(volumes)):
         image, label = volumes[i]["image"], volumes[i]["label"]
-        pred = predict_volume(model, image[0].as_tensor(), config)
-        case = Path(str(image.meta.get("filename_or_obj", i))).name.split(".")[0]
-        per_case[case] = volume_metrics(pred, label[0].as_tensor(), image.pixdim[:3].tolist(), config.model.out_channels)
-    return {"cases": per_case, **summarise(per_case)}
+        start = time.perf_counter()
+        prediction = predict_ensemble(members, image[0].as_tensor(), slice_axis=2, tta=tta)
+        seconds.append(time.perf_counter() - start)
+        case = case_of(image, i)
+        spacing = image.pixdim[:3].tolist()
+        per_case[case] = volume_metrics(prediction.labels, label[0].as_tensor(), spacing, labels)
+        uncertainty[case] = case_uncertainty(prediction, qc_threshold)
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        class_ml[case] = {"predicted": class_volumes_ml(prediction.labels.numpy(), voxel_ml, labels), "reference": class_volumes_ml(label[0].numpy(), voxel_ml, labels)}
+    summary = summarise(per_case)
+    case_dice = {case: nanmean([v["dice"] for v in m.values()]) for case, m in per_case.items()}
+    worst = min(case_dice, key=case_dice.get) if case_dice else None
+    return {
+        "cases": per_case,
+        **summary,
+        "worst_case": {"case": worst, "mean_dice": case_dice.get(worst)} if worst else None,
+        "seconds_per_volume": float(np.median(seconds)) if seconds else math.nan,
+        "uncertainty": uncertainty,
+        "class_volumes_ml": class_ml,
+        "clinical": clinical_agreement(class_ml, labels),
+        "qc_threshold_from_this_split": choose_threshold([u["entropy"] or math.nan for u in uncertainty.values()], list(case_dice.values())) if per_case else None,
+    }
+
+
+def clinical_agreement(class_ml: dict[str, dict[str, dict[str, float]]], labels: dict[int, str]) -> dict[str, Any] | None:
+    """Per patient (ED/ES pairs among the cases) the indices from the predicted and the reference masks, and
+    their agreement per index; None when the model's classes are not the cardiac ones."""
+    if cardiac.missing_classes(list(labels.values())):
+        return None
+    pairs = cardiac.pair_phases(dict.fromkeys(class_ml))
+    patients = {}
+    for patient, pair in sorted(pairs.items()):
+        patients[patient] = {
+            source: cardiac.cardiac_indices(class_ml[pair["ed"]][source], class_ml[pair["es"]][source]) for source in ("predicted", "reference")
+        } | {"ed": pair["ed"], "es": pair["es"]}
+    rows = {
+        index: cardiac.agreement([p["predicted"][index] if p["predicted"][index] is not None else math.nan for p in patients.values()], [p["reference"][index] if p["reference"][index] is not None else math.nan for p in patients.values()])
+        for index in cardiac.INDICES
+    }
+    return {"patients": patients, "agreement": rows, "units": cardiac.UNITS}
+
+
+def evaluate_checkpoint(
+    runs: Sequence[str | Path],
+    *,
+    card: str | None = None,
+    split: str = "test",
+    root: str | Path | None = None,
+    output: str | Path | None = None,
+    tta: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    if split not in {"train", "val", "test", "all"}:
+        raise MedsuiteError("--split", f"unknown split {split!r}", "use train, val, test or all")
+    paths = resolve_checkpoints(runs)
+    ensemble = load_ensemble(paths)
+    first = ensemble[0]
+    data_card = load_card(card or first.card or first.config.data.card)
+    transform = load_transforms(data_card, orientation=None, rule=first.intensity)
+    volumes = make_dataset(data_card, None if split == "all" else split, root=root or first.config.data.root, transform=transform)
+    metrics = evaluate_volumes([(m.model, m.config) for m in ensemble], volumes, first.labels, tta=tta)
+    report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta})
+    report.update(metrics)
+    target = Path(output) / "metrics.json" if output else (paths[0].parent / "metrics.json")
+    write_json(target, report)
+    return report, target
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title=f"{len(metrics['cases'])} volumes, {metrics['seconds_per_volume']:.2f} s/volume (median)")
+    for column in ("class", "Dice", "HD95 (mm)"):
+        table.add_column(column)
+    for name, values in metrics["per_class"].items():
+        table.add_row(name, f"{values['dice']:.4f}", f"{values['hd95']:.2f}")
+    table.add_row("mean", f"{metrics['mean_dice']:.4f}", f"{metrics['mean_hd95']:.2f}")
+    if metrics.get("worst_case"):
+        table.add_row(f"worst: {metrics['worst_case']['case']}", f"{metrics['worst_case']['mean_dice']:.4f}", "")
+    return table
+
+
+def clinical_table(metrics: dict[str, Any]) -> Table | None:
+    clinical = metrics.get("clinical")
+    if not clinical or not clinical["patients"]:
+        return None
+    table = Table(title=f"clinical indices vs reference masks, {len(clinical['patients'])} patients")
+    for column in ("index", "MAE", "r", "bias", "95% limits"):
+        table.add_column(column)
+    for index, a in clinical["agreement"].items():
+        unit = clinical["units"][index]
+        table.add_row(f"{index} ({unit})", f"{a['mae']:.2f}", f"{a['correlation']:.3f}", f"{a['bias']:+.2f}", f"{a['loa_low']:+.2f} .. {a['loa_high']:+.2f}")
+    return table

@@ -1,5 +1,6 @@
-"""Inference: load a trained model once, segment volumes in their own geometry, and the batch
-``segment`` job (NIfTI files / DICOM series folders in, ``<case>_seg.nii.gz`` + report.json out)."""
+"""Inference: load the model(s) once, segment volumes in their own geometry, and the batch ``segment`` job
+(NIfTI files / DICOM series folders in; ``<case>_seg.nii.gz``, optional ``<case>_probabilities.nii.gz``,
+report.json with per-case uncertainty, QC flag and per-patient cardiac function, cardiac_function.csv out)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import ResizeWithPadOrCrop, ScaleIntensityRangePercentiles
+from monai.transforms import ResizeWithPadOrCrop
 
 from medsuite.batch import Case, find_cases, read_manifest, run_batch
-from medsuite.checkpoints import load_model
-from medsuite.data.labels import label_volumes_ml
+from medsuite.data.transforms import normalise_intensity
 from medsuite.errors import MedsuiteError
-from medsuite.io import Volume, read_3d, write_json
-from medsuite.segmentation import LABELS
-from medsuite.segmentation.config import SegmentationConfig
+from medsuite.io import Volume, read_3d, write_json, write_nifti
+from medsuite.segmentation import cardiac
 from medsuite.segmentation.data import resize_images
-from medsuite.segmentation.evaluate import predict_volume
-from medsuite.segmentation.models import count_parameters
+from medsuite.segmentation.metrics import class_volumes_ml
+from medsuite.segmentation.models import (
+    count_parameters,
+    load_ensemble,
+    resolve_checkpoints,
+)
+from medsuite.segmentation.predict import (
+    Prediction,
+    mirror_axes,
+    predict_ensemble,
+    trained_with_mirrors,
+)
+from medsuite.segmentation.uncertainty import SHIPPED_QC_ENTROPY, case_uncertainty
 from medsuite.sharding import WHOLE, Part
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "segmentation"
 DEFAULT_CHECKPOINT = ASSETS / "neunet_acdc.pt"
-# the same per-volume normalisation the data layer applies to MR training volumes
-NORMALISE = ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+# where `docs/segmentation.md`'s assembly step puts a trained fold ensemble; it becomes the default when present
+DEFAULT_ENSEMBLE = ASSETS / "neunet_acdc_folds"
+
+
+def default_models() -> list[Path]:
+    return resolve_checkpoints([DEFAULT_ENSEMBLE]) if DEFAULT_ENSEMBLE.is_dir() else [DEFAULT_CHECKPOINT]
 
 
 def stack_axis(vol: Volume) -> int:
@@ -37,26 +51,31 @@ def stack_axis(vol: Volume) -> int:
 
 
 class Segmenter:
-    """A trained model loaded once; ``segmenter(volume)`` gives a uint8 label volume on the input grid."""
+    """Trained model(s) loaded once; ``segmenter(volume)`` gives the prediction on the input grid (mirroring
+    TTA and the members' probabilities averaged)."""
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"):
-        from medsuite.export.bundle import is_bundle, load_bundle  # `medsuite models export` folders
-
-        self.path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        loaded = load_bundle(self.path, device=device) if is_bundle(self.path) else load_model(self.path, "segmentation", device=device)
-        self.config: SegmentationConfig = loaded.config
-        self.card = loaded.payload.get("card")
-        self.model = loaded.model
+    def __init__(self, checkpoints: Sequence[str | Path] | str | Path | None = None, device: str | torch.device = "cpu", *, tta: bool = True):
+        if isinstance(checkpoints, (str, Path)):
+            checkpoints = [checkpoints]
+        self.paths = resolve_checkpoints(checkpoints) if checkpoints else default_models()
+        self.ensemble = load_ensemble(self.paths, device)
+        first = self.ensemble[0]
+        self.config, self.card, self.labels, self.model = first.config, first.card, first.labels, first.model
+        self.members = [(m.model, m.config) for m in self.ensemble]
+        self.intensity = first.intensity  # the members share it (load_ensemble checks)
         self.device = torch.device(device)
-        self.name = f"{self.config.model.name} ({self.path.name}, card {self.card})"
-        self.parameters = count_parameters(self.model)
+        self.tta = tta
+        names = ", ".join(p.name for p in self.paths)
+        self.name = f"{self.config.model.name} ({names}, card {self.card})" if len(self.paths) == 1 else f"{len(self.paths)}-model ensemble of {self.config.model.name} ({names})"
+        self.parameters = sum(count_parameters(m.model) for m in self.ensemble)
+        stored = first.checkpoint.get("qc_entropy")
+        self.qc_entropy, self.qc_source = (float(stored), f"stored in {first.path.name}") if stored is not None else (SHIPPED_QC_ENTROPY, "measured for the shipped neunet_acdc.pt with TTA on the acdc_h5 validation patients")
 
-    def __call__(self, vol: Volume) -> np.ndarray:
-        labels = predict_volume(self.model, self._normalised(vol), self.config, slice_axis=stack_axis(vol))
-        return labels.numpy().astype(np.uint8)
+    def __call__(self, vol: Volume) -> Prediction:
+        return predict_ensemble(self.members, self._normalised(vol), slice_axis=stack_axis(vol), tta=self.tta)
 
     def _normalised(self, vol: Volume) -> torch.Tensor:
-        return torch.as_tensor(NORMALISE(torch.as_tensor(np.asarray(vol.array, dtype=np.float32))))
+        return normalise_intensity(torch.as_tensor(np.asarray(vol.array, dtype=np.float32)), self.intensity)
 
     def network_input(self, vol: Volume) -> torch.Tensor:
         """One network input: the middle slice as a 2D model sees it (resized, or its central patch), or a 3D
@@ -73,15 +92,23 @@ class Segmenter:
 
 
 
+def probabilities_of(out_dir: Path, case: Case) -> Path:
+    return out_dir / f"{case.name}_probabilities.nii.gz"
+
+
 def segment_batch(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
-    checkpoint: str | Path | None = None,
+    checkpoint: Sequence[str | Path] | str | Path | None = None,
     frame: int | None = None,
     resume: bool = False,
     device: str = "cpu",
     quiet: bool = False,
+    tta: bool = True,
+    save_probabilities: bool = False,
+    qc_entropy: float | None = None,
+    pairs: str | Path | None = None,
     part: Part = WHOLE,
     output_formats: Sequence[str] | None = None,
 ) -> int:
@@ -95,37 +122,75 @@ def segment_batch(
     out_dir = Path(out_dir)
     # masks this job wrote earlier into an input folder (its manifest lists them) are outputs, not new cases
     ours = {(out_dir / name).resolve() for name in read_manifest(out_dir / "manifest.json")} if out_dir.is_dir() else set()
-    cases = [c for c in find_cases(inputs) if c.path.resolve() not in ours]
+    cases = [c for c in find_cases(inputs) if c.path.resolve() not in ours and not (c.name.endswith(("_seg", "_probabilities")) and c.path.parent.resolve() == out_dir.resolve())]
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
-    segmenter = Segmenter(checkpoint, device=device)
-    algorithm = algorithm_for(segmenter.config.model.name, segmenter.path)
+    given_pairs = cardiac.read_pairs_csv(pairs) if pairs else None
+    segmenter = Segmenter(checkpoint, device=device, tta=tta)
+    algorithm = algorithm_for(segmenter.config.model.name, segmenter.paths)
+    threshold = segmenter.qc_entropy if qc_entropy is None else qc_entropy
+    qc = {"measure": "mean normalised predictive entropy inside the predicted heart (0..1)", "threshold": threshold, "source": segmenter.qc_source if qc_entropy is None else "--qc-entropy"}
     examples: list[torch.Tensor] = []  # the first case's middle slice: spiking models' energy depends on real data
+
+    def outputs(case: Case) -> list[Path]:
+        masks = [out_dir / name for name in output_names(f"{case.name}_seg", resolve_formats(output_formats)).values()]
+        return masks + ([probabilities_of(out_dir, case)] if save_probabilities else [])
 
     def process(case: Case) -> dict[str, Any]:
         vol = read_3d(case.path, frame=frame)
-        labels = segmenter(vol)
+        prediction = segmenter(vol)
+        labels = prediction.labels.numpy().astype(np.uint8)
         if not examples:
             examples.append(segmenter.network_input(vol))
-        outputs = write_mask_outputs(labels, vol, out_dir, f"{case.name}_seg", formats=output_formats, labels=LABELS, algorithm=algorithm, inputs=[case.path])
-        volumes = {row["name"]: row["volume_ml"] for row in label_volumes_ml(labels, vol.voxel_volume_ml, LABELS)}
-        return {"output": outputs["nifti"], "outputs": outputs, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": volumes}
+        written = write_mask_outputs(labels, vol, out_dir, f"{case.name}_seg", formats=output_formats, labels=segmenter.labels, algorithm=algorithm, inputs=[case.path])
+        entry = {"output": written["nifti"], "outputs": written, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": class_volumes_ml(labels, vol.voxel_volume_ml, segmenter.labels)}
+        if save_probabilities:
+            # (x, y, z, 1, class) float32 on the input's grid and affine: NIfTI's vector layout (intent VECTOR,
+            # components on the 5th axis), which ITK/SimpleITK read as a 3D image with one component per class
+            probabilities = np.ascontiguousarray(prediction.probabilities.movedim(0, -1)[:, :, :, None].numpy(), dtype=np.float32)
+            entry["probabilities"] = write_nifti(probabilities_of(out_dir, case), probabilities, vol.affine, inputs=[case.path], intent="vector").name
+        return entry | {"uncertainty": case_uncertainty(prediction, threshold)}
 
-    parameters = {"model": str(segmenter.path), "frame": frame, "output_formats": [f.value for f in resolve_formats(output_formats)], "device": device, "image_size": list(segmenter.config.data.image_size)}
-    code = run_batch(cases, out_dir, process, outputs_of=lambda c: [out_dir / n for n in output_names(f"{c.name}_seg", resolve_formats(output_formats)).values()], command="segment", parameters=parameters, resume=resume, quiet=quiet, part=part)
+    formats = resolve_formats(output_formats)
+    parameters = {"models": [str(p) for p in segmenter.paths], "frame": frame, "output_formats": [f.value for f in formats], "device": device, "tta": tta, "save_probabilities": save_probabilities, "pairs": str(pairs) if pairs else None}
+    extra = {
+        "labels": {str(k): v for k, v in segmenter.labels.items()},
+        "model": {"checkpoints": [str(p) for p in segmenter.paths], "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters, "tta": tta, "mirrored_members": sum(trained_with_mirrors(c) for _, c in segmenter.members)},
+        "qc": qc,
+    }
+    code = run_batch(cases, out_dir, process, outputs_of=outputs, command="segment", parameters=parameters, resume=resume, quiet=quiet, report_extra=extra, part=part)
     report_path = out_dir / part.file("report.json")
     report = json.loads(report_path.read_text())
-    report["labels"] = {str(k): v for k, v in LABELS.items()}
-    report["model"] = {"checkpoint": str(segmenter.path), "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters}
     if examples:
         report["energy"] = _energy(segmenter, examples[0])
+    report["cardiac_function"] = cardiac_function(report["cases"], {c.name: c.path for c in part.select(cases)}, list(segmenter.labels.values()), given_pairs)
+    if report["cardiac_function"]["patients"]:
+        cardiac.write_function_csv(out_dir / part.file("cardiac_function.csv"), report["cardiac_function"]["patients"])
     write_json(report_path, report)
     return code
 
 
+def cardiac_function(cases: dict[str, dict[str, Any]], paths: dict[str, Path], class_names: list[str], pairs=None) -> dict[str, Any]:
+    """report.json's ``cardiac_function``: the ACDC indices of every patient whose ED and ES cases both
+    have masks (schema in docs/segmentation.md)."""
+    head = {"definition": "ACDC challenge (Bernard et al. 2018): cavity volumes at ED/ES from the image spacing, EF = (EDV - ESV) / EDV, SV = EDV - ESV, LV mass = 1.05 g/ml x myocardium volume at ED", "units": cardiac.UNITS}
+    missing = cardiac.missing_classes(class_names)
+    if missing:
+        return head | {"patients": {}, "note": f"the model's label_map has no {', '.join(missing)}"}
+    measured = {name: paths.get(name) for name, entry in cases.items() if "label_volumes_ml" in entry}
+    patients = {}
+    for patient, pair in sorted(cardiac.pair_phases(measured, pairs).items()):
+        indices = cardiac.cardiac_indices(cases[pair["ed"]]["label_volumes_ml"], cases[pair["es"]]["label_volumes_ml"])
+        flagged = any(cases[pair[p]].get("uncertainty", {}).get("qc_flag", False) for p in ("ed", "es"))
+        patients[patient] = {"ed": pair["ed"], "es": pair["es"], "pairing": pair["source"], "indices": indices, "qc_flag": flagged}
+    return head | {"patients": patients}
+
+
 def _energy(segmenter: Segmenter, example: torch.Tensor) -> dict[str, Any]:
-    """Inference energy estimate (45 nm convention) of one network input cut from a real case."""
+    """Inference energy estimate (45 nm convention) of one network input cut from a real case, for one member
+    and one mirror (an ensemble with TTA multiplies it by members x mirrors)."""
     from medsuite.backbones.energy import estimate_energy
 
     estimate = estimate_energy(segmenter.model, example.to(segmenter.device))
-    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one network input cut from the first case (a 2D model's middle slice, a 3D model's central patch)"}
+    passes = sum(len(mirror_axes(2, segmenter.tta and trained_with_mirrors(config))) for _, config in segmenter.members)
+    return {k: v for k, v in estimate.items() if k != "per_layer"} | {"per": "one network input cut from the first case (a 2D model's middle slice, a 3D model's central patch), one member, one mirror", "passes_per_input": passes}

@@ -11,19 +11,31 @@ from typing import Any
 import torch
 from monai.losses import DiceCELoss
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from medsuite import distributed
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
-from medsuite.data.datasets import make_loader
+from medsuite.data.datasets import discover_records, make_loader
 from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
 from medsuite.io import check_output_dir, write_json
 from medsuite.runtime import seed_everything
 from medsuite.segmentation.config import SegmentationConfig
-from medsuite.segmentation.data import split_volumes, training_slices
+from medsuite.segmentation.data import (
+    fold_patients,
+    intensity_rule,
+    split_volumes,
+    training_slices,
+)
 from medsuite.segmentation.evaluate import evaluate_volumes
+from medsuite.segmentation.labels import card_labels
 from medsuite.segmentation.models import make_model
 
 KIND = "segmentation"
@@ -63,8 +75,9 @@ def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
     return history[-1]["minutes"] * (1 + 1 / len(history)) > max_minutes
 
 
-def _checkpoint(path: Path, model, config: SegmentationConfig, card_id: str, epoch: int, metrics: dict, **extra: Any) -> None:
-    save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, epoch=epoch, metrics=metrics, **extra)
+def _checkpoint(path: Path, model, config: SegmentationConfig, card_id: str, labels: dict[int, str], epoch: int, metrics: dict, **extra: Any) -> None:
+    labels_json = {str(k): v for k, v in labels.items()}
+    save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, labels=labels_json, epoch=epoch, metrics=metrics, **extra)
 
 
 def train(
@@ -90,12 +103,19 @@ def train(
     ctx = distributed.init(device)  # torchrun: one rank per device; alone: the chosen device, nothing else changes
     dev = ctx.device
     card = load_card(config.data.card)
+    labels = card_labels(card)
+    config = config.model_copy(update={"data": config.data.model_copy(update={"intensity": intensity_rule(config, card)})})  # the checkpoint holds the rule
+    if config.model.out_channels != max(labels) + 1:
+        raise MedsuiteError("model.out_channels", f"is {config.model.out_channels} but card {card.id!r} has labels 0..{max(labels)}", f"set model.out_channels: {max(labels) + 1}")
+    if config.data.fold is not None:  # the folds written to the run: which patients trained and which selected the model
+        folds = fold_patients(card, discover_records(card, config.data.root), config.data.folds, config.data.fold)
+        write_json(out_dir / "folds.json", {"card": card.id, "folds": config.data.folds, "fold": config.data.fold, "patients": folds})
     slices = training_slices(card, config)
     val = split_volumes(card, config, "val")
     if ctx.enabled:
         loader = ctx.patient_loader(slices, [slices.volumes[v]["patient"] for v, _ in slices.index], batch_size=config.train.batch_size, seed=config.seed)
     else:
-        loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed)
+        loader = make_loader(slices, batch_size=config.train.batch_size, shuffle=True, seed=config.seed, num_workers=config.train.workers)
     model = make_model(config).to(dev)
     epochs = max_epochs or config.train.epochs
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -138,16 +158,16 @@ def train(
             entry = {"epoch": epoch + 1, "loss": ctx.mean(total / len(loader)), "minutes": ctx.from_main((time.perf_counter() - began) / 60)}
             last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
             if (epoch + 1) % config.train.val_every == 0 or last_epoch:
-                metrics = ctx.on_main(lambda: evaluate_volumes(model, val, config))
+                metrics = ctx.on_main(lambda: evaluate_volumes([(model, config)], val, labels))
                 entry["val_mean_dice"] = metrics["mean_dice"]
                 progress.update(task, info=f"val Dice {metrics['mean_dice']:.3f}")
                 if metrics["mean_dice"] > best:
                     best = metrics["mean_dice"]
                     if ctx.is_main:
-                        _checkpoint(out_dir / "best.pt", model, config, card.id, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
+                        _checkpoint(out_dir / "best.pt", model, config, card.id, labels, epoch + 1, {"val": {k: metrics[k] for k in ("per_class", "mean_dice", "mean_hd95")}})
             history.append(entry)
             if ctx.is_main:
-                _checkpoint(last, model, config, card.id, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
+                _checkpoint(last, model, config, card.id, labels, epoch + 1, {"val_mean_dice": entry.get("val_mean_dice")}, optimiser=optimiser.state_dict(), best=best, history=history)
                 write_json(out_dir / "history.json", {"card": card.id, "config": config.model_dump(mode="json"), "history": history})
     if ctx.enabled:
         distributed.record_run(out_dir, ctx, model)
