@@ -17,7 +17,7 @@ from medsuite.pretext.pretrain import CNN_2D, pretext_loss
 from medsuite.pretext.synthetic import write_synthetic_exam
 
 runner = CliRunner()
-PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pretext_cardiac.yaml"
+PIPELINE = Path(__file__).resolve().parents[1] / "medsuite" / "pipelines" / "pretext_cardiac.yaml"
 
 
 @pytest.fixture(scope="module")
