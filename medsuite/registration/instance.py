@@ -11,6 +11,8 @@ space and matched to its contrast (the trained inpainter makes the final fill wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,25 @@ class InstanceResult:
     inpainted: torch.Tensor  # pre-aligned moving space
     losses: list[float]
     box: tuple[slice, ...] | None = None  # the region optimised (``optimise_in_content_box``); None: the whole grid
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread meanwhile. Vectorised transcendental kernels (sigmoid, exp) round the scalar
+    tail of each thread's chunk differently, and convolutions may split their sums by thread: with more
+    threads the same input gave other bits (measured 6e-8 on sigmoid), which Adam then amplifies. The ops
+    kept here are small (mask logits, the networks' single passes on a coarse grid)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def mask_probability(logits: torch.Tensor) -> torch.Tensor:
+    with one_thread():
+        return torch.sigmoid(logits)
 
 
 def level_steps(config: RegistrationConfig, total: int | None) -> list[int]:
@@ -80,7 +101,8 @@ def inpaint_around(model: GIRNet, image: torch.Tensor, lesion: torch.Tensor, gui
         return image
     box = (slice(None), slice(None), *content_box([lesion], margin, threshold=0.5))
     filled = image.clone()
-    filled[box] = model.inpaint(image[box], lesion[box], guide[box])
+    with one_thread():
+        filled[box] = model.inpaint(image[box], lesion[box], guide[box])
     return filled
 
 
@@ -100,7 +122,7 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
         return torch.zeros(1, 3, *shape), None
     own = model_grid(model, tuple(fixed.shape[2:]), voxel_mm)
     f, m = resize_image(fixed, own), resize_image(moving, own)
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         velocity = resize_field(model.velocity(m, f), shape)
         if prior_logit is None:
             return velocity, None
@@ -153,7 +175,7 @@ def optimise_pair(
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
             guide = warp(f, inverse)  # the healthy atlas seen in the patient's space
             learning_mask = learns_mask and step >= warmup
-            mask = torch.sigmoid(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
+            mask = mask_probability(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
             if head is None or not keeps_mask:  # with a fixed mask the brain interior is taken once per level
                 head = inside_head(guide.detach(), window)
@@ -178,7 +200,7 @@ def optimise_pair(
     with torch.no_grad():
         forward = resize_field(integrate(velocity, io.integration_steps), full_shape)
         inverse = resize_field(integrate(-velocity, io.integration_steps), full_shape)
-        lesion = resize_image(torch.sigmoid(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
+        lesion = resize_image(mask_probability(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
         guide = warp(fixed, inverse)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
@@ -193,7 +215,7 @@ def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: R
     has no gradient."""
     box = content_box([fixed, moving], margin=max(1, round(margin_mm / voxel_mm)))
     inner = (slice(None), slice(None), *box)
-    result = optimise_pair(fixed[inner], moving[inner], config, voxel_mm=voxel_mm, **options)
+    result = optimise_pair(fixed[inner].contiguous(), moving[inner].contiguous(), config, voxel_mm=voxel_mm, **options)
     shape = tuple(fixed.shape[2:])
     inpainted = moving.clone()
     inpainted[inner] = result.inpainted
