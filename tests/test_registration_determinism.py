@@ -32,5 +32,5 @@ def test_rerun_and_other_thread_count_give_the_same_bytes(tmp_path):
     for folder, report in runs[1:]:
         for name in names:
             assert (folder / name).read_bytes() == (runs[0][0] / name).read_bytes(), name
-        strip = lambda r: {k: v for k, v in r.items() if k not in TIMING_KEYS}  # noqa: E731
+        strip = lambda r: {k: v for k, v in r.items() if k not in TIMING_KEYS}
         assert json.dumps(strip(report), sort_keys=True) == json.dumps(strip(runs[0][1]), sort_keys=True)

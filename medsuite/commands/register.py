@@ -34,27 +34,39 @@ def _checkpoint(model: str) -> Path | None:
     return Path(model)
 
 
+def use_threads(threads: int | None) -> int:
+    """One thread count for torch and SimpleITK (ANTs-style: every usable core unless told otherwise).
+    To be replaced by ``medsuite.runtime.configure_runtime`` once it lands (issue 15)."""
+    import os
+
+    import SimpleITK as sitk
+    import torch
+
+    count = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(count)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+    return count
+
+
 def register_command(
     fixed: Path = typer.Argument(..., help="Fixed image (healthy scan or atlas): NIfTI, MHA/NRRD or a DICOM folder."),
     moving: Path = typer.Argument(..., help="Moving image (the scan with a lesion)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Results folder (default: <moving>_registered beside the moving image)."),
     moving_labels: Path | None = typer.Option(None, "--moving-labels", help="Label map of the moving image to carry into fixed space."),
-    model: str = typer.Option("auto", "--model", help="Checkpoint: 'auto' (shipped), 'none' (instance optimisation only) or a path."),
+    model: str = typer.Option("none", "--model", help="Checkpoint: 'none' (default: instance optimisation from the identity), 'auto' (the shipped checkpoint's start) or a path."),
     steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
     pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML (default pipelines/registration_girnet.yaml)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the optimisation runs on the CPU)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
-    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads (1 is best on a shared machine)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads of torch and SimpleITK alike (default: every core this process may use). Outputs are the same bytes for any value."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
 ) -> None:
     """Register a scan with a lesion to a healthy scan or atlas (GIRNet); writes warped, lesion mask, ddf, Jacobian."""
-    import torch
-
     from medsuite.registration.inference import register_files
     from medsuite.runtime import resolve_device
 
     resolve_device(device)  # validates the choice; small volumes optimise fastest on the CPU
-    torch.set_num_threads(threads)
+    use_threads(threads)
     folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed)
     console = Console(highlight=False)
     if quiet:
