@@ -38,3 +38,17 @@ def test_tumour_contrast_follows_the_case():
         wm = np.median(pair.moving.array[(pair.moving_labels.array == 2) & (pair.lesion_mask.array == 0)]) / scale
         tumour = np.median(pair.moving.array[pair.lesion_mask.array > 0]) / scale
         assert sign * (tumour - wm) > 0
+
+
+def test_given_lesion_mask_is_kept_and_no_mask_is_generated():
+    from medsuite.commands.register import _config
+    from medsuite.registration.inference import lesion_summary, register_volumes
+
+    pair = make_family_pair(FAMILY["low-grade glioma (hypo, solid), deep"], 7, resolution_mm=4.0)
+    config = _config(None)
+    given = pair.lesion_mask.array > 0
+    result = register_volumes(pair.fixed, pair.moving, config, steps=4, lesion_mask=given.astype(np.uint8))
+    assert np.array_equal(result.lesion, given)
+    assert lesion_summary(result, config, given=True).startswith("given by --lesion-mask")
+    empty = register_volumes(pair.fixed, pair.moving, config.model_copy(update={"instance": config.instance.model_copy(update={"min_lesion_ml": 1e6})}), steps=4)
+    assert not empty.lesion.any() and lesion_summary(empty, config, given=False).startswith("no lesion found")

@@ -53,6 +53,7 @@ def register_command(
     moving: Path = typer.Argument(..., help="Moving image (the scan with a lesion)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Results folder (default: <moving>_registered beside the moving image)."),
     moving_labels: Path | None = typer.Option(None, "--moving-labels", help="Label map of the moving image to carry into fixed space."),
+    lesion_mask: Path | None = typer.Option(None, "--lesion-mask", help="Known lesion mask on the moving image's grid: left out of the cost function (as ANTs/elastix masks); no mask is generated."),
     model: str = typer.Option("none", "--model", help="Checkpoint: 'none' (default: instance optimisation from the identity), 'auto' (the shipped checkpoint's start) or a path."),
     steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
     pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML (default pipelines/registration_girnet.yaml)."),
@@ -67,12 +68,12 @@ def register_command(
 
     resolve_device(device)  # validates the choice; small volumes optimise fastest on the CPU
     use_threads(threads)
-    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed)
+    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, lesion_mask=lesion_mask)
     console = Console(highlight=False)
     if quiet:
         console.print(str(folder))
         return
-    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml")
+    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion: {report['lesion']}")
     console.print(f"results: [bold]{folder}[/bold]  (open with: medsuite view {folder})")
 
 

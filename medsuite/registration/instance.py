@@ -169,11 +169,14 @@ def optimise_pair(
     use_segmentation: bool = True,
     use_inpainting: bool = True,
     voxel_mm: float = 2.0,
+    given_lesion: torch.Tensor | None = None,
 ) -> InstanceResult:
     """Register pre-aligned, intensity-normalised (1, 1, X, Y, Z) images on the same grid of ``voxel_mm`` voxels.
 
     ``use_segmentation``/``use_inpainting`` switch GIRNet's modules off for ablations: without
     segmentation no lesion is excluded; without inpainting the lesion is only excluded from the loss.
+    ``given_lesion`` (a user's mask on the same grid, 0/1): cost-function masking as ANTs' and elastix'
+    masks, no mask generation; the mask is filled from the atlas (or left out with ``use_inpainting`` off).
     """
     io, weights = config.instance, config.losses
     full_shape = tuple(fixed.shape[2:])
@@ -190,9 +193,10 @@ def optimise_pair(
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
         # The mask learns on one level (coarser, a lesion is a few blurred voxels; finer, the generation
         # terms cost most of a full-resolution step) and stays fixed on the finer levels after it.
-        learns_mask = use_segmentation and factor == io.mask_level
-        keeps_mask = use_segmentation and factor < io.mask_level
+        learns_mask = use_segmentation and factor == io.mask_level and given_lesion is None
+        keeps_mask = (use_segmentation and factor < io.mask_level) or given_lesion is not None
         logits = resize_image(logits, shape).detach().requires_grad_(learns_mask)
+        given = None if given_lesion is None else downsample_image(given_lesion, shape)
         groups = [{"params": [velocity], "lr": io.learning_rate}]
         if learns_mask:
             groups.append({"params": [logits], "lr": io.mask_learning_rate})
@@ -205,7 +209,7 @@ def optimise_pair(
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
             guide = warp(f, inverse)  # the healthy atlas seen in the patient's space
             learning_mask = learns_mask and step >= warmup
-            mask = mask_probability(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
+            mask = given if given is not None else mask_probability(logits) if learning_mask or keeps_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
             if head is None or not keeps_mask:  # with a fixed mask the brain interior is taken once per level
                 head = inside_head(guide.detach(), window)
@@ -230,7 +234,7 @@ def optimise_pair(
     with torch.no_grad():
         forward = resize_field(integrate(velocity, io.integration_steps), full_shape)
         inverse = resize_field(integrate(-velocity, io.integration_steps), full_shape)
-        lesion = resize_image(mask_probability(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
+        lesion = given_lesion if given_lesion is not None else resize_image(mask_probability(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
         guide = warp(fixed, inverse)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
@@ -245,6 +249,8 @@ def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: R
     has no gradient."""
     box = content_box([fixed, moving], margin=max(1, round(margin_mm / voxel_mm)))
     inner = (slice(None), slice(None), *box)
+    if options.get("given_lesion") is not None:
+        options["given_lesion"] = options["given_lesion"][inner].contiguous()
     result = optimise_pair(fixed[inner].contiguous(), moving[inner].contiguous(), config, voxel_mm=voxel_mm, **options)
     shape = tuple(fixed.shape[2:])
     inpainted = moving.clone()
