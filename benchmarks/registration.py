@@ -68,15 +68,18 @@ def score(pair, warp_fn: Warper, lesion: np.ndarray | None) -> dict[str, float]:
 
 
 def run_process(command: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, peak resident MB) of one whole child process; its output goes to ``log``."""
+    """(wall seconds, peak resident MB) of one whole child process; its output goes to ``log``.
+
+    The peak comes from GNU time's %M: a child forked from this process inherits its resident high-water
+    mark (the pair held here), so ``wait4``'s ru_maxrss would floor every method at this process' size."""
+    peak_file = log.with_suffix(".peak")
     start = time.perf_counter()
     with log.open("w") as sink:
-        child = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *command], stdout=sink, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise RuntimeError(f"{' '.join(command)} failed; see {log}:\n{log.read_text()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0  # Linux reports KB
+    return wall, float(peak_file.read_text().split()[-1]) / 1024.0  # KB
 
 
 def ddf_warper(pair, out: Path) -> Warper:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -159,6 +160,23 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
         return velocity, resize_image(torch.clamp_min(model.lesion_logits(m), prior_logit), shape)
 
 
+def grow_lesion(moving: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, threshold: float, voxel_mm: float) -> torch.Tensor:
+    """The learned mask grown, on the final field at full resolution, over every connected region where the
+    contrast-matched atlas still cannot reproduce the image (gap above ``threshold``) and that touches the
+    mask or holds a strong gap (twice the threshold): the coarse mask level misses small lesions and rims."""
+    from scipy import ndimage
+
+    head = inside_head(guide, head_window(voxel_mm))
+    seeds = lesion >= 0.5
+    _, healthy = healthy_fill(moving, seeds.float(), guide, head)
+    gap = (dissimilarity_map(moving, healthy) * head)[0, 0].numpy()
+    regions, count = ndimage.label(gap > threshold)
+    strong = seeds[0, 0].numpy() | (gap > 2 * threshold)
+    keep = np.unique(regions[strong & (regions > 0)])
+    grown = np.isin(regions, keep) & (regions > 0)
+    return torch.maximum(lesion, torch.from_numpy(grown.astype(np.float32))[None, None])
+
+
 def optimise_pair(
     fixed: torch.Tensor,
     moving: torch.Tensor,
@@ -236,6 +254,8 @@ def optimise_pair(
         inverse = resize_field(integrate(-velocity, io.integration_steps), full_shape)
         lesion = given_lesion if given_lesion is not None else resize_image(mask_probability(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
         guide = warp(fixed, inverse)
+        if given_lesion is None and use_segmentation:
+            lesion = grow_lesion(moving, lesion, guide, io.lesion_threshold, voxel_mm)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
         inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
