@@ -1,46 +1,45 @@
-"""Side-by-side pathological registration on generated MNI152 pairs (2 mm, known deformation, tumour).
+"""Pathological registration on the pathology family, whole processes side by side (known field and lesion).
 
-    python benchmarks/registration.py [--pairs 2] [--threads 2] [--checkpoint medsuite/assets/registration/girnet_mni152.pt]
+    python benchmarks/registration.py [--resolution 2] [--seeds-per-type 2] [--types glio healthy] [--quick]
 
-Every method is scored the same way: a method is a function moving-grid array -> fixed-grid array
-(linear or nearest), so its total world transform is read back by warping the moving grid's world
-coordinates. Figures: mean Dice of warped GM/WM outside the lesion, mean error (mm) against the known
-displacement in the brain outside the lesion (and in a 10 mm shell around it), folding % (Jacobian of the world map <= 0 in the brain),
-lesion Dice of the predicted mask (moving space), target registration error (TRE, mm) at 50 anatomical landmarks
-(``landmark_tre``; TRE@les: the 10 within 15 mm of the lesion), instance-optimisation steps taken, wall and CPU seconds.
+Pairs: ``medsuite.registration.pathology.FAMILY`` (tumours of every contrast, structure, size and place,
+resection cavities, healthy pairs) on MNI152 at ``--resolution`` mm, seeds fixed below (``REPORT_SEEDS``;
+settings are tuned on ``--tuning`` seeds, never on these). Each pair is written to disk and every method
+runs on it in turn as a whole process with its default options, as a user runs it:
+
+- ``medsuite (default)``: ``medsuite register FIXED MOVING --moving-labels L -o OUT`` (instance optimisation
+  from the identity: the default);
+- ``medsuite (shipped checkpoint start)``: the same with ``--model auto``;
+- ``VoxelMorph-style``: medsuite's instance optimisation without the lesion modules (registration_runners.py plain);
+- ``ANTs SyN``: an antspyx script reading the pair, running SyN, writing warped image and labels (registration_runners.py ants).
+
+Figures, per pathology type and method: tissue (GM/WM) Dice outside the lesion and in a 10 mm shell around it,
+mean error (mm) against the known displacement in the brain outside the lesion, folding % (Jacobian of the
+world map <= 0 in the brain), lesion Dice (moving space), lesion ml found on healthy pairs, whole-process wall
+seconds and peak memory (the child's maximum resident set), and their ratios to ANTs'; target registration error
+(TRE, mm) at 50 anatomical landmarks moved by the known field (``tre_near``: the 10 within 15 mm of the lesion).
 Not a test (minutes).
-
-Rows: affine pre-alignment alone (what the deformable stage adds is the difference), medsuite from the
-shipped checkpoint and from nothing, each also capped at ``--budgets`` steps (does the checkpoint reach
-the same quality in fewer steps?), the ablations, SimpleITK B-spline and ANTs SyN.
-
-Speed: every method gets the same ``--threads`` (torch and ITK/ANTs alike) and runs back to back on
-each pair; the table gives wall and CPU seconds (all threads of this process) as ratios to ANTs SyN's.
-On a quiet machine wall time on 2 threads is the target's measure; on a shared one wall seconds depend
-on the neighbours, and CPU seconds are the comparison to quote.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
-import torch
 from scipy import ndimage
 
-from medsuite.data.samples import PathologicalPair, make_pathological_pair
-from medsuite.io import Volume, to_sitk
-from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.inference import load_model, register_volumes
-from medsuite.registration.landmarks import pair_landmarks, target_registration_error
-from medsuite.registration.prealign import affine_prealign
-from medsuite.registration.spatial import resample_moving
-
+HERE = Path(__file__).resolve().parent
+REPORT_SEEDS = (100, 101)  # per type: seed + 20 * the type's index in FAMILY; fixed before measuring
+TUNING_SEEDS = (500, 501)  # what settings are tuned on
 Warper = Callable[[np.ndarray, bool], np.ndarray]
 
 
@@ -48,10 +47,13 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def score(pair: PathologicalPair, warp_fn: Warper, lesion: np.ndarray | None) -> dict[str, float]:
+def score(pair, warp_fn: Warper, lesion: np.ndarray | None) -> dict[str, float]:
+    """Tissue Dice (outside the lesion, and in its 10 mm shell), error against the known field, folding, lesion Dice."""
     outside = pair.lesion_fixed.array == 0
     labels = warp_fn(pair.moving_labels.array, True)
-    result = {"dice": float(np.mean([dice((labels == k) & outside, (pair.fixed_labels.array == k) & outside) for k in (1, 2)]))}
+    shell = ndimage.binary_dilation(pair.lesion_fixed.array > 0, iterations=int(round(10 / pair.fixed.spacing[0]))) & outside
+    tissue = lambda region: float(np.mean([dice((labels == k) & region, (pair.fixed_labels.array == k) & region) for k in (1, 2)]))  # noqa: E731
+    result = {"dice": tissue(outside), "shell_dice": tissue(shell) if shell.any() else float("nan")}
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in pair.moving.spatial_shape], indexing="ij"), axis=-1)
     moving_world = grid @ pair.moving.affine[:3, :3].T + pair.moving.affine[:3, 3]
     mapped = np.stack([warp_fn(moving_world[..., c].astype(np.float32), False) for c in range(3)], axis=-1)
@@ -60,142 +62,159 @@ def score(pair: PathologicalPair, warp_fn: Warper, lesion: np.ndarray | None) ->
     brain = (pair.fixed_labels.array > 0) & outside
     error = np.linalg.norm(mapped - fixed_world - pair.displacement.array, axis=-1)
     result["error_mm"] = float(error[brain].mean())
-    # Around the lesion (a 10 mm shell) is where tearing shows and GIRNet's modules should help.
-    shell = ndimage.binary_dilation(pair.lesion_fixed.array > 0, iterations=int(round(10 / pair.fixed.spacing[0]))) & brain
-    result["shell_error_mm"] = float(error[shell].mean())
-    spacing = pair.fixed.spacing
-    jac = np.stack([np.stack(np.gradient(mapped[..., c], *spacing), axis=-1) for c in range(3)], axis=-2)
+    result |= landmark_tre(pair, mapped)
+    jac = np.stack([np.stack(np.gradient(mapped[..., c], *pair.fixed.spacing), axis=-1) for c in range(3)], axis=-2)
     result["folding_pct"] = float(100 * np.mean(np.linalg.det(jac)[pair.fixed_labels.array > 0] <= 0))
-    result["lesion_dice"] = dice(lesion, pair.lesion_mask.array > 0) if lesion is not None else float("nan")
+    truth = pair.lesion_mask.array > 0
+    result["lesion_dice"] = dice(lesion, truth) if lesion is not None and truth.any() else float("nan")
     return result
 
 
-_landmarks: dict = {"pair": None, "set": None}  # the current pair's landmarks, placed once for all methods
+def landmark_tre(pair, mapped: np.ndarray) -> dict[str, float]:
+    """Target registration error (mm) at anatomical landmarks of the fixed brain (``pair_landmarks``: 40
+    corners, plus 10 within 15 mm of the lesion): where the method's world map (``mapped``, fixed grid ->
+    moving world) sends each one against where the known field puts it, as BraTS-Reg scores landmark pairs."""
+    from medsuite.registration.landmarks import pair_landmarks, target_registration_error
 
-
-def landmark_tre(pair: PathologicalPair, warp_fn: Warper) -> dict[str, float]:
-    """Target registration error (mm) at anatomical landmarks of the fixed brain (``pair_landmarks``: 40 corners,
-    plus 10 within 15 mm of the lesion): where the method's world map sends each one against where the known
-    field puts it in the moving image, as BraTS-Reg scores landmark pairs."""
-    if _landmarks["pair"] is not pair:
-        _landmarks.update(pair=pair, set=pair_landmarks(pair))
-    landmarks = _landmarks["set"]
-    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in pair.moving.spatial_shape], indexing="ij"), axis=-1)
-    moving_world = grid @ pair.moving.affine[:3, :3].T + pair.moving.affine[:3, 3]
-    at = tuple(landmarks.fixed_index.T)
-    mapped = np.stack([warp_fn(moving_world[..., c].astype(np.float32), False)[at] for c in range(3)], axis=-1)
-    error = target_registration_error(mapped, landmarks.moving_ras)
+    landmarks = pair_landmarks(pair)
+    error = target_registration_error(mapped[tuple(landmarks.fixed_index.T)], landmarks.moving_ras)
     return {"tre_mm": float(error.mean()), "tre_near_mm": float(error[landmarks.near_lesion].mean()) if landmarks.near_lesion.any() else float("nan")}
 
 
-Method = Callable[[PathologicalPair], tuple[Warper, np.ndarray | None, int | None]]
+def run_process(command: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of one whole child process; its output goes to ``log``.
+
+    The peak comes from GNU time's %M: a child forked from this process inherits its resident high-water
+    mark (the pair held here), so ``wait4``'s ru_maxrss would floor every method at this process' size."""
+    peak_file = log.with_suffix(".peak")
+    start = time.perf_counter()
+    with log.open("w") as sink:
+        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *command], stdout=sink, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed; see {log}:\n{log.read_text()[-2000:]}")
+    return wall, float(peak_file.read_text().split()[-1]) / 1024.0  # KB
 
 
-def medsuite_method(config: RegistrationConfig, model=None, **switches) -> Method:
-    """(warp, lesion mask or None, instance-optimisation steps taken)."""
+def ddf_warper(pair, out: Path) -> Warper:
+    """Moving-grid arrays through a written ``ddf.nii.gz`` (read by SimpleITK as its displacement transform)."""
+    import SimpleITK as sitk
 
-    def run(pair: PathologicalPair):
-        result = register_volumes(pair.fixed, pair.moving, config, model=model, **switches)
-        lesion = result.lesion if switches.get("use_segmentation", True) else None
-        return (lambda array, nearest: result.warp_moving(array, nearest=nearest)), lesion, result.steps_taken
+    from medsuite.registration.spatial import resample_moving
 
-    return run
-
-
-def sitk_bspline(pair: PathologicalPair):
-    """SimpleITK affine (medsuite's pre-alignment) + B-spline (30 mm knots), Mattes MI on 5 % random samples,
-    LBFGS-B, three levels (4, 2, 1): the ITK examples' schedule, kept cheap enough to finish in ANTs' league."""
-    affine = affine_prealign(pair.fixed, pair.moving)
-    fixed = sitk.Cast(to_sitk(pair.fixed), sitk.sitkFloat32)
-    moving = sitk.Cast(to_sitk(pair.moving), sitk.sitkFloat32)
-    mesh = [max(1, int(round(s * sp / 30.0))) for s, sp in zip(fixed.GetSize(), fixed.GetSpacing())]  # 30 mm knots
-    bspline = sitk.BSplineTransformInitializer(fixed, mesh)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.05, 0)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30, maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=60)
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
-    method.SetMovingInitialTransform(affine)
-    method.SetInitialTransform(bspline, inPlace=True)
-    method.Execute(fixed, moving)
-    total = sitk.CompositeTransform([affine, bspline])
-
-    def warp_fn(array: np.ndarray, nearest: bool) -> np.ndarray:
-        return resample_moving(pair.moving.with_array(array), pair.fixed, total, nearest=nearest)
-
-    return warp_fn, None, None
+    field = sitk.ReadImage(str(out / "ddf.nii.gz"), sitk.sitkVectorFloat64)
+    transform = sitk.DisplacementFieldTransform(field)
+    return lambda array, nearest: resample_moving(pair.moving.with_array(array), pair.fixed, transform, nearest=nearest)
 
 
-def ants_syn(pair: PathologicalPair):
+def ants_warper(files: dict[str, Path], out: Path) -> Warper:
     import ants
 
-    def to_ants(vol: Volume, array=None):
-        return ants.from_numpy(np.asarray(vol.array if array is None else array, dtype=np.float32), origin=list((np.diag([-1, -1, 1, 1]) @ vol.affine)[:3, 3]),
-                               spacing=list(vol.spacing), direction=(np.diag([-1, -1, 1]) @ vol.affine[:3, :3] / vol.spacing))
+    fixed, moving = ants.image_read(str(files["fixed"])), ants.image_read(str(files["moving"]))
+    transforms = [str(p) for p in sorted(out.glob("fwd*"))]
+    return lambda array, nearest: ants.apply_transforms(fixed, moving.new_image_like(np.asarray(array, np.float32)), transforms, interpolator="nearestNeighbor" if nearest else "linear").numpy()
 
-    fixed, moving = to_ants(pair.fixed), to_ants(pair.moving)
-    reg = ants.registration(fixed, moving, type_of_transform="SyN")
 
-    def warp_fn(array: np.ndarray, nearest: bool) -> np.ndarray:
-        out = ants.apply_transforms(fixed, to_ants(pair.moving, array), reg["fwdtransforms"], interpolator="nearestNeighbor" if nearest else "linear")
-        return out.numpy()
+def medsuite_command(*options: str) -> Callable[[dict[str, Path], Path], list[str]]:
+    entry = shutil.which("medsuite")
+    head = [entry] if entry else [sys.executable, "-m", "medsuite.cli"]
+    return lambda files, out: [*head, "register", str(files["fixed"]), str(files["moving"]), "--moving-labels", str(files["moving_labels"]), "-o", str(out), "--quiet", *options]
 
-    return warp_fn, None, None
+
+def runner_command(mode: str) -> Callable[[dict[str, Path], Path], list[str]]:
+    return lambda files, out: [sys.executable, str(HERE / "registration_runners.py"), mode, str(files["fixed"]), str(files["moving"]), str(files["moving_labels"]), str(out)]
+
+
+METHODS = {
+    "medsuite (default)": medsuite_command(),
+    "medsuite (shipped checkpoint start)": medsuite_command("--model", "auto"),
+    "VoxelMorph-style (no lesion modules)": runner_command("plain"),
+    "ANTs SyN": runner_command("ants"),
+}
+
+
+def evaluate(name: str, pair, files: dict[str, Path], out: Path) -> dict[str, float]:
+    if name == "ANTs SyN":
+        return score(pair, ants_warper(files, out), None)
+    import nibabel as nib
+
+    lesion = None
+    figures: dict[str, float] = {}
+    if (out / "lesion_mask.nii.gz").is_file():
+        lesion = np.asarray(nib.load(str(out / "lesion_mask.nii.gz")).dataobj) > 0
+        report = json.loads((out / "report.json").read_text())
+        figures["lesion_ml"] = float(report["lesion_volume_ml"])
+        figures["steps"] = float(report["steps_taken"])
+    return score(pair, ddf_warper(pair, out), lesion) | figures
 
 
 def main() -> None:
+    from medsuite.data.samples import write_pair
+    from medsuite.registration.pathology import FAMILY, make_family_pair
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument("--first-seed", type=int, default=100)
-    parser.add_argument("--deformation-mm", type=float, default=4.0, help="peak of the random smooth deformation (the generator's default: 4)")
-    parser.add_argument("--checkpoint", type=Path, default=Path(__file__).resolve().parents[1] / "medsuite/assets/registration/girnet_mni152.pt")
-    parser.add_argument("--only", nargs="*", default=None, help="method names to run")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every method (torch, SimpleITK, ANTs)")
-    parser.add_argument("--budgets", type=int, nargs="*", default=[10, 20], help="extra rows: both medsuite starts capped at N instance steps (does the checkpoint need fewer?)")
+    parser.add_argument("--resolution", type=float, default=2.0, help="pair voxel size in mm (2; 1 is MNI152's own grid)")
+    parser.add_argument("--seeds-per-type", type=int, default=len(REPORT_SEEDS))
+    parser.add_argument("--types", nargs="*", default=None, help="substrings of the pathology types to run (default: all)")
+    parser.add_argument("--methods", nargs="*", default=None, help="substrings of the methods to run (default: all)")
+    parser.add_argument("--tuning", action="store_true", help="the tuning seeds instead of the report seeds")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 4 mm, one tumour type and the healthy pair, one seed")
+    parser.add_argument("--keep", type=Path, default=None, help="keep every pair and result folder here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ANTs when it loads
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's first optimiser imports torch._dynamo (~2.5 s, once per process): not the first row's cost
-    config = __import__("medsuite.config", fromlist=["load_pipeline"]).load_pipeline("registration_girnet", RegistrationConfig)  # the shipped YAML
-    plain = config.model_copy(update={"losses": config.losses.model_copy(update={"symmetric": 0.0})})
-    methods: dict[str, Method] = {"affine pre-alignment only": medsuite_method(config, steps=0, use_segmentation=False)}
-    starts = {"IO alone": (None, config)}
-    if args.checkpoint.is_file():
-        starts = {"pretrained + IO": load_model(args.checkpoint, config), **starts}
-    for start, (model, start_config) in starts.items():
-        methods[f"medsuite ({start})"] = medsuite_method(start_config, model)
-        for budget in args.budgets:
-            methods[f"medsuite ({start}, {budget} steps)"] = medsuite_method(start_config, model, steps=budget)
-    methods["ablation: no inpainting"] = medsuite_method(config, use_inpainting=False)
-    methods["ablation: no segmentation"] = medsuite_method(config, use_segmentation=False)
-    methods["VoxelMorph-style (no lesion modules)"] = medsuite_method(plain, use_segmentation=False, use_inpainting=False)
-    methods["SimpleITK affine + B-spline"] = sitk_bspline
-    methods["ANTs SyN"] = ants_syn
-    if args.only:
-        methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in args.only)}
-    rows: dict[str, list[dict]] = {name: [] for name in methods}
-    for seed in range(args.first_seed, args.first_seed + args.pairs):
-        pair = make_pathological_pair(seed, deformation_mm=args.deformation_mm)
-        for name, method in methods.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            warp_fn, lesion, steps = method(pair)
-            figures = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": np.nan if steps is None else steps}
-            figures.update(score(pair, warp_fn, lesion))
-            figures.update(landmark_tre(pair, warp_fn))
-            rows[name].append(figures)
-            print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
-    header = f"{'method':40s} {'steps':>5s} {'Dice':>6s} {'err mm':>7s} {'shell':>7s} {'fold %':>7s} {'lesion':>7s} {'TRE mm':>7s} {'TRE@les':>7s} {'wall s':>7s} {'cpu s':>7s} {'wall/ANTs':>9s} {'cpu/ANTs':>9s}"
+    resolution, seeds = (4.0, (TUNING_SEEDS if args.tuning else REPORT_SEEDS)[:1]) if args.quick else (args.resolution, (TUNING_SEEDS if args.tuning else REPORT_SEEDS)[: args.seeds_per_type])
+    types = list(FAMILY)
+    if args.quick:
+        types = [types[0], "healthy"]
+    elif args.types:
+        types = [t for t in types if any(s.lower() in t.lower() for s in args.types)]
+    methods = {k: v for k, v in METHODS.items() if not args.methods or any(s.lower() in k.lower() for s in args.methods)}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="medsuite-bench-"))
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for type_name in types:
+        for seed in seeds:
+            seed = seed + 20 * list(FAMILY).index(type_name)
+            pair = make_family_pair(FAMILY[type_name], seed, resolution_mm=resolution)
+            folder = work / f"seed{seed}"
+            files = write_pair(pair, folder / "pair")
+            for name, command in methods.items():  # in turn, on the same files
+                slug = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
+                out = folder / slug
+                wall, peak = run_process(command(files, out), folder / f"{slug}.log")
+                figures = {"wall_s": wall, "peak_mb": peak} | evaluate(name, pair, files, out)
+                rows.setdefault((type_name, name), []).append(figures)
+                print(f"{type_name} | seed {seed} | {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+            if args.keep is None:
+                shutil.rmtree(folder)
+    report(rows, types, methods, resolution, seeds)
+
+
+def report(rows: dict, types: list[str], methods: dict, resolution: float, seeds) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n{args.pairs} pair(s), 2 mm, deformation peak {args.deformation_mm:g} mm, {os.cpu_count()} CPU(s) visible, {args.threads} thread(s) for every method, load average at the end {load:.1f}")
+    print(f"\npathology family at {resolution:g} mm, {len(seeds)} seed(s) per type, {len(os.sched_getaffinity(0))} usable CPU(s), default options (every core), load average at the end {load:.1f}")
+    columns = ("dice", "shell_dice", "error_mm", "tre_mm", "tre_near_mm", "folding_pct", "lesion_dice", "lesion_ml", "wall_s", "peak_mb")
+    header = f"{'type':58s} {'method':38s} {'Dice':>6s} {'shell':>6s} {'err mm':>6s} {'TRE':>6s} {'TRE@l':>6s} {'fold %':>6s} {'lesion':>6s} {'les ml':>6s} {'wall s':>6s} {'peak MB':>7s}"
     print(header)
-    reference = {k: np.mean([r[k] for r in rows.get("ANTs SyN", [{k: np.nan}])]) for k in ("wall_s", "cpu_s")}
-    for name, figures in rows.items():
-        mean = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
-        print(f"{name:40s} {mean['steps']:5.0f} {mean['dice']:6.3f} {mean['error_mm']:7.2f} {mean['shell_error_mm']:7.2f} {mean['folding_pct']:7.3f} {mean['lesion_dice']:7.3f} {mean['tre_mm']:7.2f} {mean['tre_near_mm']:7.2f} {mean['wall_s']:7.1f} {mean['cpu_s']:7.1f} {mean['wall_s'] / reference['wall_s']:9.2f} {mean['cpu_s'] / reference['cpu_s']:9.2f}")
+    mean = lambda figures, key: float(np.nanmean([f.get(key, np.nan) for f in figures])) if any(np.isfinite(f.get(key, np.nan)) for f in figures) else float("nan")  # noqa: E731
+    for type_name in types:
+        for name in methods:
+            figures = rows[(type_name, name)]
+            values = [mean(figures, c) for c in columns]
+            print(f"{type_name:58s} {name:38s} " + " ".join(f"{v:6.3f}" if c not in ("wall_s", "peak_mb", "lesion_ml") else (f"{v:6.1f}" if c != "peak_mb" else f"{v:7.0f}") for c, v in zip(columns, values)))
+    print("\nover the family (lesion Dice: mean over the types with a lesion; healthy ml: mean lesion ml on healthy pairs)")
+    lesion_types = [t for t in types if t != "healthy"]
+    ants = [f for (t, n), fs in rows.items() if n == "ANTs SyN" for f in fs]
+    for name in methods:
+        every = [f for t in types for f in rows[(t, name)]]
+        per_type_lesion = [mean(rows[(t, name)], "lesion_dice") for t in lesion_types]
+        healthy = [f.get("lesion_ml", np.nan) for f in rows.get(("healthy", name), [])]
+        wall_ratio = sum(f["wall_s"] for f in every) / sum(f["wall_s"] for f in ants) if ants else float("nan")
+        peak_ratio = max(f["peak_mb"] for f in every) / max(f["peak_mb"] for f in ants) if ants else float("nan")
+        finite = [v for v in per_type_lesion if np.isfinite(v)]
+        print(
+            f"{name:38s} Dice {mean(every, 'dice'):.3f}  shell {mean(every, 'shell_dice'):.3f}  err {mean(every, 'error_mm'):.2f} mm  TRE {mean(every, 'tre_mm'):.2f} mm (near lesion {mean(every, 'tre_near_mm'):.2f})  fold {mean(every, 'folding_pct'):.3f} %"
+            f"  lesion Dice {np.mean(finite) if finite else float('nan'):.3f} (lowest type {min(finite) if finite else float('nan'):.3f})  healthy {np.nanmean(healthy) if healthy else float('nan'):.2f} ml"
+            f"  wall {np.mean([f['wall_s'] for f in every]):.1f} s ({wall_ratio:.2f}x ANTs)  peak {max(f['peak_mb'] for f in every):.0f} MB ({peak_ratio:.2f}x ANTs)"
+        )
 
 
 if __name__ == "__main__":

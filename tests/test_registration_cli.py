@@ -49,3 +49,12 @@ def test_output_over_an_input_is_refused_before_any_work(tmp_path, capsys, good)
     code, err = _run(capsys, str(good), str(moving), "-o", str(tmp_path))
     assert code == 2 and "would overwrite an input" in err
     assert moving.read_bytes() == before
+
+
+def test_empty_or_misshapen_lesion_mask_is_one_line_exit_2(tmp_path, capsys, good):
+    empty = write_nifti(tmp_path / "empty_mask.nii.gz", np.zeros((8, 8, 8), np.uint8), AFFINE)
+    code, err = _run(capsys, str(good), str(good), "--lesion-mask", str(empty), "-o", str(tmp_path / "out"))
+    assert code == 2 and len(err.splitlines()) == 1 and "empty_mask.nii.gz" in err and "empty" in err
+    small = write_nifti(tmp_path / "small_mask.nii.gz", np.ones((4, 4, 4), np.uint8), AFFINE)
+    code, err = _run(capsys, str(good), str(good), "--lesion-mask", str(small), "-o", str(tmp_path / "out"))
+    assert code == 2 and len(err.splitlines()) == 1 and "small_mask.nii.gz" in err

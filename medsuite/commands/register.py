@@ -42,12 +42,13 @@ def register_command(
     num_parts: int = NUM_PARTS,
     part_id: int = PART_ID,
     moving_labels: Path | None = typer.Option(None, "--moving-labels", help="Label map of the moving image to carry into fixed space."),
-    model: str = typer.Option("auto", "--model", help="Checkpoint: 'auto' (shipped), 'none' (instance optimisation only) or a path."),
+    lesion_mask: Path | None = typer.Option(None, "--lesion-mask", help="Known lesion mask on the moving image's grid: left out of the cost function (as ANTs/elastix masks); no mask is generated."),
+    model: str = typer.Option("none", "--model", help="Checkpoint: 'none' (default: instance optimisation from the identity), 'auto' (the shipped checkpoint's start) or a path."),
     steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
     pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML, or a shipped pipeline's name (default: registration_girnet)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the optimisation runs on the CPU)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP + " Outputs are the same bytes for any value."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
     output_format: list[OutputFormat] = typer.Option([OutputFormat.nifti], "--output-format", help=f"The lesion mask's formats. {OUTPUT_FORMAT_HELP}"),
 ) -> None:
@@ -63,20 +64,20 @@ def register_command(
         raise MedsuiteError("--pairs", "lists the pairs itself", "give either --pairs CSV or FIXED MOVING, not both")
     if pairs is None and (fixed is None or moving is None):
         raise MedsuiteError("register", "needs FIXED and MOVING (an image or a folder of images), or --pairs CSV", "see medsuite register --help")
-    if batch and (output is None or moving_labels is not None):
-        raise MedsuiteError("register", "a batch needs -o OUTDIR and takes labels from the pairs CSV", "give -o, and moving_labels/fixed_labels columns in --pairs")
+    if batch and (output is None or moving_labels is not None or lesion_mask is not None):
+        raise MedsuiteError("register", "a batch needs -o OUTDIR and takes labels and lesion masks from the pairs CSV", "give -o, and moving_labels/lesion_mask columns in --pairs")
     if resume and not batch:
         raise MedsuiteError("--continue", "only applies to a batch", "drop --continue, or give --pairs or a folder of moving scans")
     configure_runtime(threads, device)  # validates the device; small volumes optimise fastest on the CPU
     if batch:
         specs = read_pairs_csv(pairs) if pairs is not None else atlas_pairs(fixed, moving)
         raise typer.Exit(register_pairs(specs, output, _config(pipeline), checkpoint=_checkpoint(model), steps=steps, seed=seed, resume=resume, quiet=quiet, part=part_of(num_parts, part_id)))
-    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format)
+    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format, lesion_mask=lesion_mask)
     console = Console(highlight=False)
     if quiet:
         console.print(str(folder))
         return
-    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion {report['lesion_volume_ml']:.1f} ml; results in [bold]{folder}[/bold] (open with: medsuite view {folder})")
+    console.print(f"registered in {report['seconds']:.1f} s: folding {report['folding_percent']:.3f} %, lesion: {report['lesion']}; results in [bold]{folder}[/bold] (open with: medsuite view {folder})")
 
 
 def train_registration(

@@ -121,6 +121,34 @@ def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)  # Rodrigues
 
 
+def random_world_affine(rng: np.random.Generator, fixed: Volume, rotation_deg: float, shift_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(moving affine, rotation, shift): the fixed grid rotated and shifted in world space about the brain centre."""
+    rotation = _rotation(rng, rotation_deg)
+    shift = rng.uniform(-shift_mm, shift_mm, size=3)
+    brain_centre = (fixed.affine @ np.append(np.array(fixed.spatial_shape) / 2.0 - 0.5, 1.0))[:3]
+    world = np.eye(4)
+    world[:3, :3] = rotation
+    world[:3, 3] = brain_centre - rotation @ brain_centre + shift
+    return world @ fixed.affine, rotation, shift
+
+
+def true_displacement(pull: np.ndarray, fixed_affine: np.ndarray, moving_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(moving index of each fixed voxel (3, X, Y, Z), world displacement (X, Y, Z, 3) float32) for a pair whose
+    moving voxel ``i`` shows the fixed anatomy at ``i + pull(i)``: for fixed index j, the i with i + pull(i) = j,
+    by fixed-point iteration i = j - pull(i)."""
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in pull.shape[:3]], indexing="ij"))
+    index = grid - pull.transpose(3, 0, 1, 2)
+    for _ in range(30):
+        updated = grid - _interp_field(pull, index).transpose(3, 0, 1, 2)
+        change = float(np.abs(updated - index).max())
+        index = updated
+        if change < 1e-3:  # voxels; the map is a contraction since |grad pull| < 1
+            break
+    fixed_world = np.einsum("ab,bxyz->xyza", fixed_affine[:3, :3], grid) + fixed_affine[:3, 3]
+    moving_world = np.einsum("ab,bxyz->xyza", moving_affine[:3, :3], index) + moving_affine[:3, 3]
+    return index, (moving_world - fixed_world).astype(np.float32)
+
+
 def make_pathological_pair(
     seed: int,
     resolution_mm: float = 2.0,
@@ -177,26 +205,8 @@ def make_pathological_pair(
     scale = rng.uniform(*intensity_scale)
     moving_array = (scale * np.where(lesion, tumour, anatomy)).astype(np.float32)
 
-    # Rotate and shift the moving grid in world space about the brain centre.
-    rotation = _rotation(rng, rotation_deg)
-    shift = rng.uniform(-shift_mm, shift_mm, size=3)
-    brain_centre = (fixed.affine @ np.append(np.array(shape) / 2.0 - 0.5, 1.0))[:3]
-    world = np.eye(4)
-    world[:3, :3] = rotation
-    world[:3, 3] = brain_centre - rotation @ brain_centre + shift
-    moving_affine = world @ fixed.affine
-
-    # True displacement: for fixed index j find moving index i with i + pull(i) = j (fixed point i = j - pull(i)).
-    index = grid - pull.transpose(3, 0, 1, 2)
-    for _ in range(30):
-        updated = grid - _interp_field(pull, index).transpose(3, 0, 1, 2)
-        change = float(np.abs(updated - index).max())
-        index = updated
-        if change < 1e-3:  # voxels; the map is a contraction since |grad pull| < 1
-            break
-    fixed_world = np.einsum("ab,bxyz->xyza", fixed.affine[:3, :3], grid) + fixed.affine[:3, 3]
-    moving_world = np.einsum("ab,bxyz->xyza", moving_affine[:3, :3], index) + moving_affine[:3, 3]
-    displacement = (moving_world - fixed_world).astype(np.float32)
+    moving_affine, rotation, shift = random_world_affine(rng, fixed, rotation_deg, shift_mm)
+    index, displacement = true_displacement(pull, fixed.affine, moving_affine)
     lesion_fixed = ndimage.map_coordinates(lesion.astype(np.float32), index, order=1, mode="constant") >= 0.5
 
     parameters = {

@@ -40,6 +40,7 @@ class InstanceConfig(Strict):
     plateau_tolerance: float = Field(0.002, description="stop a level when its 5-step mean loss improves by less than this fraction (0: never)")
     min_steps: int = Field(10, description="steps a level always takes before the plateau test")
     mask_level: int = Field(2, description="downsampling factor of the level (one of levels) on which the lesion mask learns; finer levels keep it fixed")
+    min_lesion_ml: float = Field(0.5, ge=0, description="a found mask smaller than this is reported as no lesion (written empty)")
     generator_start: bool = Field(False, description="start the lesion logits from a trained mask generator (else from the prior)")
 
     @model_validator(mode="after")

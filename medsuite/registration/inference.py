@@ -115,11 +115,17 @@ def register_volumes(
     seed: int = 0,
     use_segmentation: bool = True,
     use_inpainting: bool = True,
+    lesion_mask: np.ndarray | None = None,
 ) -> Registration:
+    """``lesion_mask`` (moving grid, non-zero = lesion): a known lesion, masked out of the cost function and
+    written back as given; no mask is generated."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     prealign = affine_prealign(fixed, moving, iterations=config.prealign_iterations, seed=seed)
     premoved = resample_moving(moving, fixed, prealign)
+    given = None
+    if lesion_mask is not None:
+        given = (resample_moving(moving.with_array((lesion_mask > 0).astype(np.uint8)), fixed, prealign, nearest=True) > 0).astype(np.float32)
     seconds["prealign"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -128,7 +134,10 @@ def register_volumes(
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
     torch.manual_seed(seed)
     voxel_mm = float(np.mean(fixed.spacing))
-    result = optimise_in_content_box(as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm)
+    result = optimise_in_content_box(
+        as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm,
+        given_lesion=None if given is None else as_tensor(given),
+    )
     seconds["deformable"] = time.perf_counter() - start
     region = (slice(None), slice(None), *(result.box or ()))
     energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1)[region], voxel_mm)
@@ -153,7 +162,9 @@ def register_volumes(
     )
     registration.warped = registration.warp_moving(np.asarray(moving.array, np.float32))
     lesion_pre = clean_mask(result.lesion[0, 0].numpy())
-    registration.lesion = _to_moving_grid(lesion_pre.astype(np.float32), fixed, moving, prealign, nearest=True) > 0.5
+    if lesion_pre.sum() * fixed.voxel_volume_ml < config.instance.min_lesion_ml and lesion_mask is None:
+        lesion_pre[:] = False  # below the stated volume: "no lesion found", not speckle reported as a lesion
+    registration.lesion = (lesion_mask > 0) if lesion_mask is not None else _to_moving_grid(lesion_pre.astype(np.float32), fixed, moving, prealign, nearest=True) > 0.5
     lesion_fixed = torch.from_numpy(lesion_pre.astype(np.float32))[None, None]
     registration.lesion_fixed = warp(lesion_fixed, result.forward)[0, 0].numpy() >= 0.5
     inpainted = result.inpainted[0, 0].numpy() * (high - low) + low
@@ -161,6 +172,15 @@ def register_volumes(
     seconds["outputs"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
     return registration
+
+
+def lesion_summary(result: Registration, config: RegistrationConfig, *, given: bool) -> str:
+    """The report's and summary line's words for the lesion."""
+    if given:
+        return f"given by --lesion-mask, {result.lesion_volume_ml:.1f} ml"
+    if not result.lesion.any():
+        return f"no lesion found (none of {config.instance.min_lesion_ml:g} ml or more)"
+    return f"{result.lesion_volume_ml:.1f} ml found"
 
 
 def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tuple[GIRNet | None, RegistrationConfig]:
@@ -192,21 +212,28 @@ def register_files(
     seed: int = 0,
     output_formats: list[str] | None = None,
     loaded: tuple[GIRNet | None, RegistrationConfig] | None = None,
+    lesion_mask: Path | None = None,
 ) -> tuple[Path, dict]:
     """Read, register, write the result folder; returns (folder, report). ``output_formats`` adds the lesion
     mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats). ``loaded``: ``load_model``'s
-    result when the caller already has it (a batch loads the checkpoint once)."""
+    result when the caller already has it (a batch loads the checkpoint once). ``lesion_mask``: a known lesion
+    on the moving grid, left out of the cost function (no mask is generated)."""
+    from medsuite.errors import MedsuiteError
     from medsuite.export.masks import algorithm_for, write_mask_outputs
     from medsuite.provenance import new_report
 
     fixed, moving = read_3d(fixed_path), read_3d(moving_path)
     labels = read_3d(moving_labels) if moving_labels is not None else None
     if labels is not None and labels.spatial_shape != moving.spatial_shape:
-        from medsuite.errors import MedsuiteError
-
         raise MedsuiteError(moving_labels, f"has shape {labels.spatial_shape}, the moving image {moving.spatial_shape}", "give the label map of the moving image")
+    given = read_3d(lesion_mask) if lesion_mask is not None else None
+    if given is not None:
+        if given.spatial_shape != moving.spatial_shape:
+            raise MedsuiteError(lesion_mask, f"has shape {given.spatial_shape}, the moving image {moving.spatial_shape}", "give a lesion mask on the moving image's grid")
+        if not np.any(given.array):
+            raise MedsuiteError(lesion_mask, "is empty (no non-zero voxel)", "give a mask with the lesion marked, or leave --lesion-mask out to have it found")
     out_dir = Path(out_dir) if out_dir is not None else default_output_dir(Path(moving_path))
-    inputs = [p for p in (fixed_path, moving_path, moving_labels) if p is not None]
+    inputs = [p for p in (fixed_path, moving_path, moving_labels, lesion_mask) if p is not None]
     for name in [*OUTPUTS.values(), *TRANSFORM_FILES.values(), WARPED_LABELS, "report.json"]:  # refuse before minutes of work, not after
         ensure_not_input(out_dir / name, inputs)
     check_output_dir(out_dir, 8 * 4 * int(np.prod(fixed.spatial_shape)))  # five float32 volumes, a 3-vector field
@@ -216,7 +243,7 @@ def register_files(
     refuse_replacing_others(out_dir, written)
 
     model, config = loaded if loaded is not None else load_model(checkpoint, config)
-    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed)
+    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed, lesion_mask=None if given is None else np.asarray(given.array))
     for name, values in (("warped image", result.warped), ("inpainted image", result.inpainted), ("displacement field", result.ddf_lps), ("Jacobian", result.jacobian)):
         require_finite(values, moving_path, name)  # a NaN field is a failed registration, not a result
     manifest = Manifest(out_dir)
@@ -239,6 +266,7 @@ def register_files(
         "steps": steps if steps is not None else sum(config.instance.steps),
         "seed": seed,
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "lesion_mask": str(Path(lesion_mask).resolve()) if lesion_mask else None,
         "config": config.model_dump(mode="json"),
     }
     report = new_report("register", inputs, parameters)
@@ -250,6 +278,7 @@ def register_files(
             "steps_taken": result.steps_taken,
             "folding_percent": result.folding_percent,
             "lesion_volume_ml": result.lesion_volume_ml,
+            "lesion": lesion_summary(result, config, given=lesion_mask is not None),
             "seconds": round(result.seconds["total"], 3),
             "seconds_by_stage": {k: round(v, 3) for k, v in result.seconds.items()},
             "energy": result.energy,

@@ -11,8 +11,12 @@ space and matched to its contrast (the trained inpainter makes the final fill wh
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +34,54 @@ class InstanceResult:
     inpainted: torch.Tensor  # pre-aligned moving space
     losses: list[float]
     box: tuple[slice, ...] | None = None  # the region optimised (``optimise_in_content_box``); None: the whole grid
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread meanwhile. Vectorised transcendental kernels (sigmoid, exp) round the scalar
+    tail of each thread's chunk differently, and convolutions may split their sums by thread: with more
+    threads the same input gave other bits (measured 6e-8 on sigmoid), which Adam then amplifies. The ops
+    kept here are small (mask logits, the networks' single passes on a coarse grid)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def mask_probability(logits: torch.Tensor) -> torch.Tensor:
+    with one_thread():
+        return torch.sigmoid(logits)
+
+
+class Adam:
+    """Adam (Kingma & Ba; torch's defaults: betas 0.9 / 0.999, eps 1e-8, bias-corrected) on a few tensors.
+
+    Written out because ``torch.optim``'s first optimiser imports ``torch._dynamo`` (measured ~2.5 s on a
+    quiet machine, once per process): a third of a whole 2 mm registration as a user runs it."""
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups, self.betas, self.eps, self.step_count = groups, betas, eps, 0
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for g in groups for p in g["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        correction1, correction2 = 1 - beta1**self.step_count, 1 - beta2**self.step_count
+        params = [(p, g["lr"]) for g in self.groups for p in g["params"]]
+        for (p, lr), (first, second) in zip(params, self.moments):
+            if p.grad is None:
+                continue
+            first.lerp_(p.grad, 1 - beta1)
+            second.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            p.addcdiv_(first, (second.sqrt() / math.sqrt(correction2)).add_(self.eps), value=-lr / correction1)
 
 
 def level_steps(config: RegistrationConfig, total: int | None) -> list[int]:
@@ -80,7 +132,8 @@ def inpaint_around(model: GIRNet, image: torch.Tensor, lesion: torch.Tensor, gui
         return image
     box = (slice(None), slice(None), *content_box([lesion], margin, threshold=0.5))
     filled = image.clone()
-    filled[box] = model.inpaint(image[box], lesion[box], guide[box])
+    with one_thread():
+        filled[box] = model.inpaint(image[box], lesion[box], guide[box])
     return filled
 
 
@@ -100,11 +153,28 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
         return torch.zeros(1, 3, *shape), None
     own = model_grid(model, tuple(fixed.shape[2:]), voxel_mm)
     f, m = resize_image(fixed, own), resize_image(moving, own)
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         velocity = resize_field(model.velocity(m, f), shape)
         if prior_logit is None:
             return velocity, None
         return velocity, resize_image(torch.clamp_min(model.lesion_logits(m), prior_logit), shape)
+
+
+def grow_lesion(moving: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, threshold: float, voxel_mm: float) -> torch.Tensor:
+    """The learned mask grown, on the final field at full resolution, over every connected region where the
+    contrast-matched atlas still cannot reproduce the image (gap above ``threshold``) and that touches the
+    mask or holds a strong gap (twice the threshold): the coarse mask level misses small lesions and rims."""
+    from scipy import ndimage
+
+    head = inside_head(guide, head_window(voxel_mm))
+    seeds = lesion >= 0.5
+    _, healthy = healthy_fill(moving, seeds.float(), guide, head)
+    gap = (dissimilarity_map(moving, healthy) * head)[0, 0].numpy()
+    regions, count = ndimage.label(gap > threshold)
+    strong = seeds[0, 0].numpy() | (gap > 2 * threshold)
+    keep = np.unique(regions[strong & (regions > 0)])
+    grown = np.isin(regions, keep) & (regions > 0)
+    return torch.maximum(lesion, torch.from_numpy(grown.astype(np.float32))[None, None])
 
 
 def optimise_pair(
@@ -117,11 +187,14 @@ def optimise_pair(
     use_segmentation: bool = True,
     use_inpainting: bool = True,
     voxel_mm: float = 2.0,
+    given_lesion: torch.Tensor | None = None,
 ) -> InstanceResult:
     """Register pre-aligned, intensity-normalised (1, 1, X, Y, Z) images on the same grid of ``voxel_mm`` voxels.
 
     ``use_segmentation``/``use_inpainting`` switch GIRNet's modules off for ablations: without
     segmentation no lesion is excluded; without inpainting the lesion is only excluded from the loss.
+    ``given_lesion`` (a user's mask on the same grid, 0/1): cost-function masking as ANTs' and elastix'
+    masks, no mask generation; the mask is filled from the atlas (or left out with ``use_inpainting`` off).
     """
     io, weights = config.instance, config.losses
     full_shape = tuple(fixed.shape[2:])
@@ -138,20 +211,21 @@ def optimise_pair(
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
         # The mask learns on one level (coarser, a lesion is a few blurred voxels; finer, the generation
         # terms cost most of a full-resolution step) and stays fixed on the finer levels after it.
-        learns_mask = use_segmentation and factor == io.mask_level
-        keeps_mask = use_segmentation and factor < io.mask_level
+        learns_mask = use_segmentation and factor == io.mask_level and given_lesion is None
+        keeps_mask = (use_segmentation and factor < io.mask_level) or given_lesion is not None
         logits = resize_image(logits, shape).detach().requires_grad_(learns_mask)
+        given = None if given_lesion is None else downsample_image(given_lesion, shape)
         groups = [{"params": [velocity], "lr": io.learning_rate}]
         if learns_mask:
             groups.append({"params": [logits], "lr": io.mask_learning_rate})
-        optimiser = torch.optim.Adam(groups)
+        optimiser = Adam(groups)
         head = None
         level_history: list[float] = []
         for step in range(n_steps):
             forward = resize_field(integrate(velocity, io.integration_steps), shape)
             inverse = resize_field(integrate(-velocity, io.integration_steps), shape)
             guide = warp(f, inverse)  # the healthy atlas seen in the patient's space
-            mask = torch.sigmoid(logits) if learns_mask or keeps_mask else torch.zeros_like(m)
+            mask = given if given is not None else mask_probability(logits) if learns_mask or keeps_mask else torch.zeros_like(m)
             frozen_mask = mask.detach()
             if head is None or not keeps_mask:  # with a fixed mask the brain interior is taken once per level
                 head = inside_head(guide.detach(), window)
@@ -176,8 +250,10 @@ def optimise_pair(
     with torch.no_grad():
         forward = resize_field(integrate(velocity, io.integration_steps), full_shape)
         inverse = resize_field(integrate(-velocity, io.integration_steps), full_shape)
-        lesion = resize_image(torch.sigmoid(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
+        lesion = given_lesion if given_lesion is not None else resize_image(mask_probability(logits), full_shape) if use_segmentation else torch.zeros_like(moving)
         guide = warp(fixed, inverse)
+        if given_lesion is None and use_segmentation:
+            lesion = grow_lesion(moving, lesion, guide, io.lesion_threshold, voxel_mm)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
         inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
@@ -191,7 +267,9 @@ def optimise_in_content_box(fixed: torch.Tensor, moving: torch.Tensor, config: R
     has no gradient."""
     box = content_box([fixed, moving], margin=max(1, round(margin_mm / voxel_mm)))
     inner = (slice(None), slice(None), *box)
-    result = optimise_pair(fixed[inner], moving[inner], config, voxel_mm=voxel_mm, **options)
+    if options.get("given_lesion") is not None:
+        options["given_lesion"] = options["given_lesion"][inner].contiguous()
+    result = optimise_pair(fixed[inner].contiguous(), moving[inner].contiguous(), config, voxel_mm=voxel_mm, **options)
     shape = tuple(fixed.shape[2:])
     inpainted = moving.clone()
     inpainted[inner] = result.inpainted

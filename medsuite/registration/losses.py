@@ -29,6 +29,22 @@ def box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
     return t
 
 
+def stable_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of every element, the same bits for any torch thread count.
+
+    A full reduction to one number splits the tensor into one chunk per thread, so its rounding depends on
+    the thread count (measured: 1 and 2 threads give different sums, and instance optimisation amplifies the
+    last bit into different fields). Reducing one axis at a time leaves many outputs per pass, each summed
+    whole by one thread, and the last pass is short enough to run on one."""
+    while t.dim() > 1:
+        t = t.sum(dim=-1)
+    return t.sum()
+
+
+def stable_mean(t: torch.Tensor) -> torch.Tensor:
+    return stable_sum(t) / t.numel()
+
+
 def lncc_map(a: torch.Tensor, b: torch.Tensor, window: int, eps: float = 1e-5) -> torch.Tensor:
     """Per-voxel squared local correlation in [0, 1] over ``window``^3 boxes (B, 1, X, Y, Z).
 
@@ -47,18 +63,18 @@ def masked_lncc_loss(a: torch.Tensor, b: torch.Tensor, window: int, weight: torc
     """1 - mean local NCC^2, voxels weighted (e.g. by 1 - lesion mask)."""
     ncc = lncc_map(a, b, window)
     if weight is None:
-        return 1.0 - ncc.mean()
-    return 1.0 - (ncc * weight).sum() / weight.sum().clamp_min(1.0)
+        return 1.0 - stable_mean(ncc)
+    return 1.0 - stable_sum(ncc * weight) / stable_sum(weight).clamp_min(1.0)
 
 
-_DIFFUSION = DiffusionLoss(normalize=False)
+_DIFFUSION = DiffusionLoss(normalize=False, reduction="none")  # reduced by stable_mean
 
 
 def smoothness_loss(field: torch.Tensor) -> torch.Tensor:
     """Diffusion regulariser (mean squared gradient), voxelmorph's ``Grad('l2')``, via MONAI."""
     with warnings.catch_warnings():  # MONAI's list-indexing deprecation notice, once per step otherwise
         warnings.simplefilter("ignore", UserWarning)
-        return _DIFFUSION(field)
+        return stable_mean(_DIFFUSION(field))
 
 
 def dissimilarity_map(image: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -77,10 +93,10 @@ def intensity_match(source: torch.Tensor, target: torch.Tensor, weight: torch.Te
     public code offers histogram matching for the same reason. Voxels already in the lesion get weight 0.
     """
     with torch.no_grad():
-        total = weight.sum().clamp_min(1.0)
-        mean_s, mean_t = (weight * source).sum() / total, (weight * target).sum() / total
-        var_s = (weight * (source - mean_s) ** 2).sum() / total
-        slope = (weight * (source - mean_s) * (target - mean_t)).sum() / total / var_s.clamp_min(1e-6)
+        total = stable_sum(weight).clamp_min(1.0)
+        mean_s, mean_t = stable_sum(weight * source) / total, stable_sum(weight * target) / total
+        var_s = stable_sum(weight * (source - mean_s) ** 2) / total
+        slope = stable_sum(weight * (source - mean_s) * (target - mean_t)) / total / var_s.clamp_min(1e-6)
         return slope * (source - mean_s) + mean_t
 
 
@@ -95,16 +111,16 @@ def generation_loss(mask: torch.Tensor, dissimilarity: torch.Tensor, threshold: 
     voxel (instance optimisation) need no balance: each voxel's gradient sign is the same either way.
     """
     excess = dissimilarity - threshold
-    tv = sum((mask.diff(dim=d).abs()).mean() for d in (2, 3, 4))
+    tv = sum(stable_mean(mask.diff(dim=d).abs()) for d in (2, 3, 4))
     if not balanced:
-        return -(mask * excess).mean() + tv_weight * tv
+        return -stable_mean(mask * excess) + tv_weight * tv
     fore, back = excess.clamp_min(0), (-excess).clamp_min(0)
-    return -(mask * fore).sum() / fore.sum().clamp_min(1e-6) + (mask * back).sum() / back.sum().clamp_min(1e-6) + tv_weight * tv
+    return -stable_sum(mask * fore) / stable_sum(fore).clamp_min(1e-6) + stable_sum(mask * back) / stable_sum(back).clamp_min(1e-6) + tv_weight * tv
 
 
 def inpainting_loss(inpainted: torch.Tensor, target: torch.Tensor, hole: torch.Tensor, fore_weight: float, back_weight: float) -> torch.Tensor:
     """L1 reconstruction of a hidden region (foreground) and of the rest (background), weighted."""
     error = (inpainted - target).abs()
-    fore = (error * hole).sum() / hole.sum().clamp_min(1.0)
-    back = (error * (1 - hole)).sum() / (1 - hole).sum().clamp_min(1.0)
+    fore = stable_sum(error * hole) / stable_sum(hole).clamp_min(1.0)
+    back = stable_sum(error * (1 - hole)) / stable_sum(1 - hole).clamp_min(1.0)
     return fore_weight * fore + back_weight * back
