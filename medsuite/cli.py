@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     exit code; anything else (a bug of ours) one line and exit 1, the traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = os.environ.get("MEDSUITE_DEBUG") == "1" or "--debug" in args
+    # Idle OpenMP threads sleep instead of spinning: on shared cores torch's spinning threads made a 2 mm
+    # registration 9x slower (issue 16). OpenMP reads this when torch loads, so before any command imports it;
+    # a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         _build()
         code = _built[0].main(args=args, prog_name="medsuite", standalone_mode=False)
