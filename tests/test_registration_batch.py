@@ -98,7 +98,6 @@ def test_one_atlas_to_a_folder(tiny, tmp_path, capsys):
         ("fixed,moving\n", "lists no pairs"),
         ("id,fixed,moving\nx,a.nii.gz,b.nii.gz\nx,a.nii.gz,c.nii.gz\n", "repeats an id"),
         ("id,fixed,moving\n../up,a.nii.gz,b.nii.gz\n", "safe folder name"),
-        ("fixed,moving,lesion_mask\na.nii.gz,b.nii.gz,m.nii.gz\n", "lesion_mask"),
     ],
 )
 def test_bad_pairs_csv_is_one_line_exit_2(tmp_path, capsys, content, expected):

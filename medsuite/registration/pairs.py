@@ -179,10 +179,6 @@ def register_pairs(
     from medsuite.registration.inference import load_model, register_files
 
     out_dir = Path(out_dir)
-    if any(spec.lesion_mask is not None for spec in pairs):
-        raise MedsuiteError(
-            "lesion_mask", "cost-function masking with a given lesion mask is not in this build of register", "drop the lesion_mask column (the lesion is then estimated)"
-        )
     loaded = load_model(checkpoint, config)  # once for the whole batch
     by_id = {spec.id: spec for spec in pairs}
 
@@ -192,7 +188,7 @@ def register_pairs(
         spec = by_id[case.name]
         try:
             _check_fixed_labels(spec)
-            _, report = register_files(spec.fixed, spec.moving, out_dir / spec.id, config, moving_labels=spec.moving_labels, checkpoint=checkpoint, steps=steps, seed=seed, loaded=loaded)
+            _, report = register_files(spec.fixed, spec.moving, out_dir / spec.id, config, moving_labels=spec.moving_labels, checkpoint=checkpoint, steps=steps, seed=seed, loaded=loaded, lesion_mask=spec.lesion_mask)
         except MedsuiteError as exc:
             failures[spec.id] = exc.line()
             raise
