@@ -23,9 +23,9 @@ from medsuite.cli import main
 from medsuite.io import write_nifti
 from medsuite.segmentation.infer import DEFAULT_CHECKPOINT
 
-from .conftest import REPO_ROOT
+from medsuite.config import PIPELINES_DIR
 
-SHIPPED_REGISTRATION_PIPELINE = REPO_ROOT / "pipelines" / "registration_girnet.yaml"
+SHIPPED_REGISTRATION_PIPELINE = PIPELINES_DIR / "registration_girnet.yaml"
 
 
 def run(argv: list[str], capsys) -> tuple[int, str]:
@@ -158,7 +158,7 @@ def continue_with_other_model(tmp: Path) -> list:
 def init_over_last(tmp: Path) -> list:
     (tmp / "run").mkdir()
     (tmp / "run" / "last.pt").write_bytes(b"an earlier run")
-    return ["train", "segmentation", "--pipeline", REPO_ROOT / "pipelines" / "segmentation_neunet_acdc.yaml", "-o", tmp / "run", "--init", DEFAULT_CHECKPOINT]
+    return ["train", "segmentation", "--pipeline", PIPELINES_DIR / "segmentation_neunet_acdc.yaml", "-o", tmp / "run", "--init", DEFAULT_CHECKPOINT]
 
 
 def output_is_a_file(tmp: Path) -> list:
@@ -339,14 +339,14 @@ def test_non_finite_loss_stops_pretraining_without_saving(tmp_path, capsys):
     from medsuite.pretext.synthetic import write_synthetic_exam
 
     exam = write_synthetic_exam(tmp_path / "exam", n_sax=3, size=32)
-    sax = exam / "sax.nii.gz"
+    sax = exam / "sax_ed.nii.gz"
     import nibabel as nib
 
     img = nib.load(str(sax))
     array = np.asarray(img.dataobj, np.float32)
     array[0, 0, 0] = np.nan
     poisoned(sax, array, img.affine)
-    (tmp_path / "pretext.yaml").write_text(f"sources:\n  - {{layout: cinema_nifti, path: {exam}}}\nimage_size: 32\niterations: 3\nbatch_size: 2\ndevice: cpu\n")
+    (tmp_path / "pretext.yaml").write_text(f"sources:\n  - {{card: mnms_multiview, root: {exam.parent}}}\nimage_size: 32\niterations: 3\nbatch_size: 2\ndevice: cpu\n")
     code, err = run(["pretrain", "--pipeline", tmp_path / "pretext.yaml", "-o", tmp_path / "run", "--quiet"], capsys)
     assert code == 1 and "training loss became nan at step 1" in err and "sample" in err, err
     assert not (tmp_path / "run" / "encoder.pt").exists()

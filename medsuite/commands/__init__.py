@@ -24,7 +24,7 @@ train_app = typer.Typer(help="Train a pipeline's model from a pipeline YAML.", n
 evaluate_app = typer.Typer(help="Evaluate a trained run on a data card split.", no_args_is_help=True)
 
 # The order commands appear in --help; a module not listed goes last.
-HELP_ORDER = ["demo", "register", "segment", "pretrain", "pretext", "train", "evaluate", "classify", "concepts", "cards", "pipelines", "models", "view"]
+HELP_ORDER = ["demo", "register", "segment", "pretrain", "pretext", "train", "evaluate", "classify", "concepts", "cards", "pipelines", "models", "transform", "merge", "view"]
 
 THREADS_HELP = "CPU threads for torch, SimpleITK and OpenMP (default: all available cores)."
 

@@ -61,6 +61,9 @@ def record_images(record: Record, vocabulary: Vocabulary, size: int) -> tuple[di
 def load_case(folder: Path, vocabulary: Vocabulary, size: int) -> tuple[dict[str, np.ndarray], dict[str, list[str]], str | None]:
     """Images per available modality (phases, size, size), their file paths, and the report text if any."""
     record = choroid_record(Path(folder), list(vocabulary.modalities))
+    if "report_not_utf8" in record:
+        path, byte = record["report_not_utf8"]
+        raise MedsuiteError(path, f"is not UTF-8 text (byte {byte})", "save the report as UTF-8 plain text")
     images, files = record_images(record, vocabulary, size)
     if not images:
         raise MedsuiteError(folder, f"has no images in {'/, '.join(vocabulary.modalities)}/ subfolders", "put each modality's images in its own subfolder")

@@ -102,6 +102,11 @@ class DataCard(Strict):
     split: Split = Field(default_factory=Split)
     known_limitations: list[str] = Field(min_length=1)
 
+    @property
+    def foreground_labels(self) -> dict[int, str]:
+        """Label value -> name of every class but the background (what segmentation predicts)."""
+        return {k: v for k, v in sorted(self.label_map.items()) if k != 0}
+
     @model_validator(mode="after")
     def _background_is_zero(self) -> DataCard:
         if self.label_map and self.label_map.get(0, "").lower() != "background":

@@ -116,8 +116,8 @@ def choroid_record(folder: Path, modalities: Sequence[str]) -> Record:
         if text.is_file():
             try:
                 record[role] = text.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise MedsuiteError(text, f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8 plain text") from exc
+            except UnicodeDecodeError as exc:  # that case fails when it is read, not the whole discovery
+                record[f"{role}_not_utf8"] = [str(text), exc.start]
     return record
 
 

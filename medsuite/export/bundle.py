@@ -48,17 +48,14 @@ TORCHSCRIPT_TOLERANCE = 1e-5
 def patch_shape(config: SegmentationConfig) -> tuple[int, ...]:
     """(channels, *spatial) of one network input: a 2D model's slice patch or a 3D model's window."""
     spatial = config.model.roi_size if config.model.spatial_dims == 3 and config.model.roi_size else config.data.image_size
-    return (int(config.backbone.get("in_channels", 1)), *map(int, spatial))
+    return (int(config.backbone.in_channels), *map(int, spatial))
 
 
 def model_labels(payload: dict[str, Any]) -> dict[int, str]:
     """Foreground label value -> name: stored in the checkpoint, else its data card's label_map."""
-    from medsuite.data.cards import load_card
+    from medsuite.segmentation.labels import checkpoint_labels
 
-    stored = payload.get("labels")
-    if stored:
-        return {int(k): str(v) for k, v in stored.items()}
-    return load_card(payload.get("card") or payload["config"]["data"]["card"]).foreground_labels
+    return checkpoint_labels(payload)
 
 
 def is_bundle(path: Path) -> bool:
