@@ -212,7 +212,7 @@ CASES = [
     # 2. two inputs, one output name
     Bad("collision", colliding_names, 2, ("image.nii.gz", "both map"), nothing_in("out")),
     # 3. a user's file is never replaced; no outputs inside input case folders
-    Bad("overwrite-ground-truth", ground_truth_beside, 2, ("p1_seg.nii.gz", "would replace it"), lambda tmp: (tmp / "d" / "p1_seg.nii.gz").read_bytes() == b"the user's ground truth" or pytest.fail("overwritten")),
+    Bad("overwrite-ground-truth", ground_truth_beside, 2, ("p1_seg.nii.gz", "would be replaced"), lambda tmp: (tmp / "d" / "p1_seg.nii.gz").read_bytes() == b"the user's ground truth" or pytest.fail("overwritten")),
     Bad("classify-into-cohort", classify_into_cohort, 2, ("inside the input case folder",)),
     Bad("register-over-user-file", register_over_user_file, 2, ("warped.nii.gz", "would be replaced"), lambda tmp: (tmp / "out" / "warped.nii.gz").read_bytes() == b"mine" or pytest.fail("overwritten")),
     # 4. NaN/Inf in, NaN out, and corrections out of range
