@@ -8,7 +8,7 @@ import typer
 from medsuite.cli import _build
 
 MODEL_RUNNING = {"register", "segment", "pretrain", "classify"}
-BATCH = {"segment", "classify"}
+BATCH = {"segment", "classify", "register"}
 
 
 def _commands() -> dict:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medsuite.commands import example
 from medsuite.errors import MedsuiteError
 
 models_app = typer.Typer(help="The shipped models and their cards; export a checkpoint as a MONAI bundle.", no_args_is_help=True)
@@ -19,7 +20,7 @@ console = Console(highlight=False)
 EXPORTERS = {"bundle": "medsuite.export.bundle:export_bundle", "nir": "medsuite.backbones.nir_export:export_checkpoint_nir"}
 
 
-@models_app.command("list")
+@models_app.command("list", epilog=example("medsuite models list", "medsuite models list --card neunet_acdc"))
 def list_models(card: str | None = typer.Option(None, "--card", help="Print the full model card of this model (a name from the list).")) -> None:
     """The models inside the package: kind, training data card, sha256 and the title of each model card."""
     from medsuite.export.catalog import shipped_models
@@ -39,7 +40,7 @@ def list_models(card: str | None = typer.Option(None, "--card", help="Print the 
     console.print(table)
 
 
-@models_app.command("export")
+@models_app.command("export", epilog=example("medsuite models export medsuite/assets/segmentation/neunet_acdc.pt -o bundles/neunet_acdc", "medsuite models export runs/snn/best.pt -o nir/ --format nir"))
 def export(
     checkpoint: Path = typer.Argument(..., help="A segmentation checkpoint (.pt), e.g. medsuite/assets/segmentation/neunet_acdc.pt or a run's best.pt."),
     output: Path = typer.Option(..., "-o", "--output", help="The bundle folder to write (new or empty, or an earlier bundle to replace)."),

@@ -17,7 +17,7 @@ class InterpolationChoice(str, Enum):
     bspline = "bspline"
 
 
-@transform_app.command("apply")
+@transform_app.command("apply", epilog=example("medsuite transform apply results/patient atlas_labels.nii.gz -o labels_in_patient.nii.gz --inverse", "medsuite transform apply results/patient --points landmarks.fcsv -o landmarks_in_atlas.fcsv"))
 def apply_command(
     transform_dir: Path = typer.Argument(..., help="Results folder of 'medsuite register' (composite.h5, inverse_composite.h5, ddf.nii.gz, inverse_ddf.nii.gz)."),
     input_path: Path | None = typer.Argument(None, metavar="INPUT", help="Image or label map in moving space (fixed space with --inverse); omit with --points."),
