@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from medsuite.commands import example
+
 NUM_PARTS = typer.Option(1, "--num-parts", min=1, help="Split the sorted case list into this many parts (one per job-array task); merge them with `medsuite merge`.")
 PART_ID = typer.Option(0, "--part-id", min=0, help="Which part this process runs, 0..num-parts-1 (SLURM: $SLURM_ARRAY_TASK_ID).")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from medsuite.commands import example
+
 transform_app = typer.Typer(help="Apply a saved registration (a 'medsuite register' results folder) to images, label maps and points.", no_args_is_help=True)
 
 
