@@ -206,7 +206,7 @@ def report(rows: dict, types: list[str], methods: dict, resolution: float, seeds
     for name in methods:
         every = [f for t in types for f in rows[(t, name)]]
         per_type_lesion = [mean(rows[(t, name)], "lesion_dice") for t in lesion_types]
-        healthy = [f.get("lesion_ml", np.nan) for f in rows.get(("healthy", name), [])]
+        healthy = [f["lesion_ml"] for f in rows.get(("healthy", name), []) if "lesion_ml" in f]
         wall_ratio = sum(f["wall_s"] for f in every) / sum(f["wall_s"] for f in ants) if ants else float("nan")
         peak_ratio = max(f["peak_mb"] for f in every) / max(f["peak_mb"] for f in ants) if ants else float("nan")
         finite = [v for v in per_type_lesion if np.isfinite(v)]
