@@ -205,25 +205,43 @@ def make_pathological_pair(
     scale = rng.uniform(*intensity_scale)
     moving_array = (scale * np.where(lesion, tumour, anatomy)).astype(np.float32)
 
+    return assemble_pair(
+        rng, fixed, fixed_labels, moving_array, moving_labels, lesion, pull, seed=seed, rotation_deg=rotation_deg, shift_mm=shift_mm,
+        name=f"pathological seed {seed}", labels_meta={"labels": dict(TISSUE_LABELS)},
+        parameters={"resolution_mm": resolution_mm, "tumour_centre_vox": centre.tolist(), "tumour_radius_mm": radius_vox * spacing, "mass_effect": mass_effect, "deformation_mm": deformation_mm, "intensity_scale": scale},
+    )
+
+
+def assemble_pair(
+    rng: np.random.Generator,
+    fixed: Volume,
+    fixed_labels: Volume,
+    moving_array: np.ndarray,
+    moving_labels: np.ndarray,
+    lesion: np.ndarray,
+    pull: np.ndarray,
+    *,
+    seed: int,
+    rotation_deg: float,
+    shift_mm: float,
+    name: str,
+    labels_meta: dict,
+    parameters: dict,
+) -> PathologicalPair:
+    """A generated pair from its moving-grid content: draw the moving scan's world affine, derive the exact
+    field and the lesion in fixed space, and record the draw in ``parameters`` (every generator ends so)."""
     moving_affine, rotation, shift = random_world_affine(rng, fixed, rotation_deg, shift_mm)
     index, displacement = true_displacement(pull, fixed.affine, moving_affine)
     lesion_fixed = ndimage.map_coordinates(lesion.astype(np.float32), index, order=1, mode="constant") >= 0.5
-
-    parameters = {
-        "resolution_mm": resolution_mm,
-        "tumour_centre_vox": centre.tolist(),
-        "tumour_radius_mm": radius_vox * spacing,
-        "mass_effect": mass_effect,
-        "deformation_mm": deformation_mm,
+    parameters = parameters | {
         "rotation_deg": float(np.rad2deg(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))),
         "shift_mm": shift.tolist(),
-        "intensity_scale": scale,
     }
     return PathologicalPair(
         fixed=fixed,
         fixed_labels=fixed_labels,
-        moving=Volume(moving_array, moving_affine, meta={"name": f"pathological seed {seed}"}),
-        moving_labels=Volume(moving_labels, moving_affine.copy(), meta={"labels": dict(TISSUE_LABELS)}),
+        moving=Volume(moving_array, moving_affine, meta={"name": name}),
+        moving_labels=Volume(moving_labels, moving_affine.copy(), meta=labels_meta),
         lesion_mask=Volume(lesion.astype(np.uint8), moving_affine.copy()),
         lesion_fixed=Volume(lesion_fixed.astype(np.uint8), fixed.affine.copy()),
         displacement=Volume(displacement, fixed.affine.copy()),

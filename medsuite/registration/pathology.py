@@ -19,8 +19,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from medsuite.data.samples import PathologicalPair, _smooth_noise_field, load_mni152, random_world_affine, true_displacement
-from medsuite.io import Volume
+from medsuite.data.samples import PathologicalPair, _smooth_noise_field, assemble_pair, load_mni152
 
 Location = Literal["cortical", "periventricular", "deep", "infratentorial"]
 
@@ -128,28 +127,16 @@ def make_family_pair(case: PathologyCase, seed: int, resolution_mm: float = 2.0,
     scale = float(rng.uniform(0.5, 2.0))
     moving_array = (scale * image).astype(np.float32)
 
-    moving_affine, rotation, shift = random_world_affine(rng, fixed, rotation_deg, shift_mm)
-    index, displacement = true_displacement(pull, fixed.affine, moving_affine)
-    lesion_fixed = ndimage.map_coordinates(lesion.astype(np.float32), index, order=1, mode="constant") >= 0.5
-    parameters = {
-        "case": asdict(case),
-        "resolution_mm": resolution_mm,
-        "lesion_volume_ml": float(lesion.sum() * spacing**3 / 1000.0),
-        "drawn_volume_ml": volume_ml if case.kind != "healthy" else 0.0,
-        "centre_vox": centre.tolist(),
-        "deformation_mm": deformation_mm,
-        "rotation_deg": float(np.rad2deg(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))),
-        "shift_mm": shift.tolist(),
-        "intensity_scale": scale,
-    }
-    return PathologicalPair(
-        fixed=fixed,
-        fixed_labels=fixed_labels,
-        moving=Volume(moving_array, moving_affine, meta={"name": f"{case.kind} seed {seed}"}),
-        moving_labels=Volume(moving_labels, moving_affine.copy(), meta=dict(fixed_labels.meta)),
-        lesion_mask=Volume(lesion.astype(np.uint8), moving_affine.copy()),
-        lesion_fixed=Volume(lesion_fixed.astype(np.uint8), fixed.affine.copy()),
-        displacement=Volume(displacement, fixed.affine.copy()),
-        seed=seed,
-        parameters=parameters,
+    return assemble_pair(
+        rng, fixed, fixed_labels, moving_array, moving_labels, lesion, pull, seed=seed, rotation_deg=rotation_deg, shift_mm=shift_mm,
+        name=f"{case.kind} seed {seed}", labels_meta=dict(fixed_labels.meta),
+        parameters={
+            "case": asdict(case),
+            "resolution_mm": resolution_mm,
+            "lesion_volume_ml": float(lesion.sum() * spacing**3 / 1000.0),
+            "drawn_volume_ml": volume_ml if case.kind != "healthy" else 0.0,
+            "centre_vox": centre.tolist(),
+            "deformation_mm": deformation_mm,
+            "intensity_scale": scale,
+        },
     )
