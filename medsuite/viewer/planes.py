@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from medsuite.viewer.longaxis import PlaneGrid, centred, plane_grid, standard_planes
 from medsuite.viewer.slicing import PLANES, plane_axes
 
 #: Slice spacing at least this many times the in-plane spacing makes a stack "anisotropic".
@@ -34,6 +35,12 @@ class Panel:
 
     plane: str
     title: str
+    #: A world-space plane (4-chamber, 2-chamber) instead of a plane of the acquisition grid.
+    grid: PlaneGrid | None = None
+
+    @property
+    def key(self) -> str:
+        return self.plane if self.grid is None else self.title
 
 
 def slice_axis(spacing: np.ndarray) -> int | None:
@@ -74,6 +81,19 @@ def panels_for(spacing: np.ndarray, view: str | None = None) -> list[Panel]:
     return [Panel(plane, name) for plane, name in zip([in_plane, *others], names)]
 
 
+def long_axis_panels(panels: list[Panel], shape: tuple[int, ...], affine: np.ndarray, labels: np.ndarray | None, names: dict[int, str], image_path: Path | None) -> list[Panel]:
+    """A short-axis (or unnamed in-plane) stack's first panel, then its 4-chamber and 2-chamber planes
+    (``longaxis.standard_planes``) in place of the reformats, resampled at the in-plane spacing; the
+    reformats stay where no plane is found."""
+    if len(panels) != 3 or not panels[0].title.startswith(("short-axis", "in-plane")):
+        return panels
+    axis = plane_axes(panels[0].plane)[0]
+    found = standard_planes(shape, affine, labels, names, image_path, axis)
+    step = float(min(np.linalg.norm(np.asarray(affine)[:3, a]) for a in range(3) if a != axis))
+    extra = [Panel(panels[0].plane, title, plane_grid(centred(plane, shape, affine), shape, affine, step)) for title, plane in found.values()]
+    return [panels[0], *extra, *panels[1 + len(extra) :]]
+
+
 def direction_letters(direction: np.ndarray) -> str:
     """'R', 'A', 'SL'...: the world directions (RAS) a screen direction points to, largest first."""
     direction = np.asarray(direction, dtype=float)
@@ -90,6 +110,12 @@ def edge_letters(affine: np.ndarray, plane: str) -> dict[str, str]:
     _, row_axis, col_axis = plane_axes(plane)
     up = np.asarray(affine)[:3, row_axis]
     right = -np.asarray(affine)[:3, col_axis]
+    return {"top": direction_letters(up), "bottom": direction_letters(-up), "left": direction_letters(-right), "right": direction_letters(right)}
+
+
+def grid_letters(grid: PlaneGrid) -> dict[str, str]:
+    """Edge letters of a world-space plane panel."""
+    up, right = -grid.plane.down, grid.plane.right
     return {"top": direction_letters(up), "bottom": direction_letters(-up), "left": direction_letters(-right), "right": direction_letters(right)}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medsuite.io import Volume, read_image, require_3d
+from medsuite.viewer.longaxis import PlaneGrid, sample
 from medsuite.viewer.deformation import deformed_grid, paint, plane_displacement
 from medsuite.viewer.overlay import overlay_labels
 from medsuite.viewer.slicing import (
@@ -18,7 +19,9 @@ from medsuite.viewer.slicing import (
     plane_spacing,
     slice_index,
     to_canonical,
+    voxel_to_world,
     with_aspect,
+    world_to_voxel,
 )
 from medsuite.viewer.windowing import apply_window, grey_to_rgb
 
@@ -121,3 +124,39 @@ def grid_view(
     step = max(2, int(round(grid_mm * per_voxel[0] / pixel_mm[0])))  # screen pixels per grid_mm
     lines = deformed_grid(shown * per_voxel, step)
     return add_crosshair(paint(rgb, lines), plane, voxel, array.shape)
+
+
+def render_plane(
+    array: np.ndarray,
+    affine: np.ndarray,
+    grid: PlaneGrid,
+    voxel: tuple[int, int, int],
+    level: float,
+    width: float,
+    *,
+    labels: np.ndarray | None = None,
+    opacity: float = 0.4,
+    outline: bool = False,
+    crosshair: bool = True,
+) -> np.ndarray:
+    """RGB view of a world-space plane (4-chamber, 2-chamber) of a canonical volume: the image linearly,
+    the labels by nearest neighbour, black outside the volume; the crosshair at the projection of
+    ``voxel`` on the plane."""
+    grey = sample(array, affine, grid, outside=np.nan)
+    windowed = apply_window(np.nan_to_num(grey, nan=level - width), level, width)
+    scale = fit_scale(grid.shape, (grid.step, grid.step))
+    rgb = grey_to_rgb(with_aspect(windowed, (1.0, 1.0), scale=scale))
+    if labels is not None:
+        rgb = overlay_labels(rgb, with_aspect(sample(labels, affine, grid, nearest=True), (1.0, 1.0), scale=scale, nearest=True), opacity=opacity, outline=outline)
+    if not crosshair:
+        return rgb
+    row, col = grid.pixel(voxel_to_world(affine, voxel))
+    if 0 <= row < grid.shape[0] and 0 <= col < grid.shape[1]:
+        rgb = draw_crosshair(rgb, (int((row + 0.5) * rgb.shape[0] / grid.shape[0]), int((col + 0.5) * rgb.shape[1] / grid.shape[1])))
+    return rgb
+
+
+def plane_click_to_voxel(grid: PlaneGrid, row: float, col: float, display: tuple[int, int], affine: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The voxel nearest to the world point under a click on a displayed world-space plane."""
+    world = grid.world(np.array(row * grid.shape[0] / display[0] - 0.5), np.array(col * grid.shape[1] / display[1] - 0.5))
+    return world_to_voxel(affine, tuple(world), shape)
