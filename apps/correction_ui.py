@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 import viewer_ui as ui
 from PIL import Image
+import streamlit_drawable_canvas
 from streamlit_drawable_canvas import st_canvas
 
 from medsuite.errors import MedsuiteError
@@ -33,6 +34,25 @@ from medsuite.viewer.slicing import (
     slice_index,
 )
 from medsuite.viewer.views import render_view
+
+def _without_toolbar() -> None:
+    """The canvas without its own undo / redo / reset toolbar: the page's Undo is the one undo, and a
+    reset there would desynchronise the canvas from the applied strokes. streamlit-drawable-canvas
+    0.13 has no option for it (it hides the toolbar only when disabled) and keeps its styles in a
+    shadow root the page's CSS cannot reach, so its component is declared again with the same
+    frontend bundle and one more style rule (Streamlit overwrites a component declared twice)."""
+    package = Path(streamlit_drawable_canvas.__file__).parent
+    css = next((package / "frontend" / "build").glob("index-*.css")).read_text()
+    streamlit_drawable_canvas.out = st.components.v2.component(
+        "streamlit-drawable-canvas.streamlit_drawable_canvas",
+        js="index-*.js",
+        css=css + "\n.dc-toolbar{display:none !important}\n",  # a newline: inline CSS, not a path
+        html='<div class="canvas-root"></div>',
+        isolate_styles=True,
+    )
+
+
+_without_toolbar()
 
 ERASER = "Eraser"
 #: Longer side of the drawing canvas in screen pixels: room for a brush of one voxel.
@@ -54,7 +74,7 @@ def edit_for(result, case: str, labels: np.ndarray) -> MaskEdit:
 def editor(result, case: str, image: Volume, edit: MaskEdit, original: np.ndarray, mask_path: Path, panels: list[Panel], voxel, level: float, width: float, names: dict[int, str], opacity: float) -> None:
     st.subheader("Correct the mask")
     left, right = st.columns([1, 3])
-    titles = {p.title: p.plane for p in panels}
+    titles = {p.title: p.plane for p in panels if p.grid is None}  # strokes map to voxels of grid planes only
     plane = titles[left.radio("Draw on", list(titles), key="mask_draw_plane")]
     tool = left.radio("Tool", ("Brush", ERASER), horizontal=True, key="mask_tool")
     choices = sorted(set(names) | {int(v) for v in np.unique(original) if v > 0}) or [1]

@@ -23,12 +23,12 @@ from medsuite.viewer.compare import to_png
 from medsuite.viewer.deformation import ddf_to_canonical_voxels, folding_percent, jacobian_determinant
 from medsuite.data.labels import label_volumes_ml
 from medsuite.viewer.overlay import label_colour
-from medsuite.viewer.planes import Panel, draw_edge_letters, edge_letters
+from medsuite.viewer.planes import Panel, draw_edge_letters, edge_letters, grid_letters, long_axis_panels
 from medsuite.viewer.results import RESULTS_ENV, ResultFolder, energy_summary, find_results, input_roots_from_env, model_sha256, model_version, of_kind, read_result
 from medsuite.viewer.reviews import DECISIONS, LOG_NAME, append_review
 from medsuite.viewer.slicing import centre_voxel, click_to_voxel, crosshair_at, slice_index, voxel_to_world, world_to_voxel
 from medsuite.viewer.uploads import SessionUploads, check_declared_size
-from medsuite.viewer.views import load_canonical, render_view
+from medsuite.viewer.views import load_canonical, plane_click_to_voxel, render_plane, render_view
 from medsuite.viewer.windowing import PRESET_NAMES, window_for
 
 AXIS_NAMES = ("x voxel (patient left → right)", "y voxel (posterior → anterior)", "z voxel (inferior → superior)")
@@ -190,22 +190,43 @@ def with_letters(rgb: np.ndarray, vol: Volume, plane: str) -> np.ndarray:
 def tri_planar(
     key: str, vol: Volume, voxel: tuple[int, int, int], level: float, width: float, panels: list[Panel], *, labels: np.ndarray | None = None, opacity: float = 0.4, outline: bool = False
 ) -> dict[str, np.ndarray]:
-    """The volume's acquisition planes side by side (in-plane first), lettered at the edges; a
-    click moves the crosshair there. Returns each plane's picture (for snapshots)."""
+    """The volume's panels side by side (in-plane first; acquisition planes, or world-space planes
+    such as the 4-chamber view), lettered at the edges; a click moves the crosshair there. Returns
+    each panel's picture by ``Panel.key`` (for snapshots)."""
     cols = st.columns(len(panels))
     views = {}
     for col, panel in zip(cols, panels):
         plane = panel.plane
-        rgb = with_letters(render_view(vol.array, vol.spacing, plane, voxel, level, width, labels=labels, opacity=opacity, outline=outline), vol, plane)
-        views[plane] = rgb
+        if panel.grid is None:
+            rgb = with_letters(render_view(vol.array, vol.spacing, plane, voxel, level, width, labels=labels, opacity=opacity, outline=outline), vol, plane)
+            caption = f"{panel.title} · slice {slice_index(plane, voxel)}"
+        else:
+            rgb = draw_edge_letters(render_plane(vol.array, vol.affine, panel.grid, voxel, level, width, labels=labels, opacity=opacity, outline=outline), grid_letters(panel.grid))
+            caption = f"{panel.title} · {panel.grid.step:.2f} mm pixels"
+        views[panel.key] = rgb
         with col:
-            click = show_image(rgb, f"{panel.title} · slice {slice_index(plane, voxel)}", key=f"{key}_click_{plane}")
-        if click and click != st.session_state.get(f"{key}_last_{plane}"):
-            st.session_state[f"{key}_last_{plane}"] = click
+            click = show_image(rgb, caption, key=f"{key}_click_{panel.key}")
+        if click and click != st.session_state.get(f"{key}_last_{panel.key}"):
+            st.session_state[f"{key}_last_{panel.key}"] = click
             shown = (click.get("height") or rgb.shape[0], click.get("width") or rgb.shape[1])
-            st.session_state[f"{key}_pending"] = click_to_voxel(plane, slice_index(plane, voxel), int(click["y"]), int(click["x"]), vol.array.shape, shown)
+            if panel.grid is None:
+                target = click_to_voxel(plane, slice_index(plane, voxel), int(click["y"]), int(click["x"]), vol.array.shape, shown)
+            else:
+                target = plane_click_to_voxel(panel.grid, float(click["y"]), float(click["x"]), shown, vol.affine, vol.array.shape)
+            st.session_state[f"{key}_pending"] = target
             st.rerun()
     return views
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cardiac_panels(image_path: str, image_stamp: float, mask_path: str, mask_stamp: float, names: tuple[tuple[int, str], ...], panels: tuple[Panel, ...]) -> list[Panel]:
+    vol = _load(image_path, image_stamp)
+    return long_axis_panels(list(panels), vol.array.shape, vol.affine, _labels(mask_path, mask_stamp), dict(names), Path(image_path))
+
+
+def cardiac_panels(panels: list[Panel], image_path: Path, mask_path: Path, names: dict[int, str]) -> list[Panel]:
+    """A short-axis stack's 4-chamber / 2-chamber planes in place of its reformats (cached per files)."""
+    return _cardiac_panels(str(image_path), _stamp(image_path), str(mask_path), _stamp(mask_path), tuple(sorted(names.items())), tuple(panels))
 
 
 def review_form(root: Path, result: ResultFolder, case: str, output: Path, key: str) -> None:

@@ -161,15 +161,22 @@ def oblique_sax() -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def make_oblique(root: Path) -> Path:
-    """A segment result on an oblique short-axis stack: an LV disc in every slice, centred in-plane."""
+    """A segment result on an oblique short-axis stack: an LV disc in every slice, centred in-plane,
+    an RV disc off it (diagonally: clear of the e2e test's brush stroke), and for the M&Ms-2 example
+    its 4-chamber image beside it, as the dataset ships them."""
     out = root / "oblique"
     array, affine, name = oblique_sax()
     image = write_nifti(root / "inputs" / name, array, affine)
+    if name == MNMS2_SAX.name:
+        lax = MNMS2_SAX.with_name("lax_4c_ed.nii.gz")
+        (root / "inputs" / lax.name).write_bytes(lax.read_bytes())
     labels = np.zeros(array.shape, np.uint8)
     ni, nj = array.shape[:2]
     i, j = np.meshgrid(np.arange(ni), np.arange(nj), indexing="ij")
     disc = (i - ni // 2) ** 2 + (j - nj // 2) ** 2 <= (min(ni, nj) // 12) ** 2
+    rv = (i - ni // 2 - ni * 0.18) ** 2 + (j - nj // 2 - nj * 0.18) ** 2 <= (min(ni, nj) // 16) ** 2
     labels[disc, 2 : array.shape[2] - 2] = 3
+    labels[rv, 2 : array.shape[2] - 2] = 1
     case = name.split(".")[0]
     write_nifti(out / f"{case}_seg.nii.gz", labels, affine)
     report = new_report("segment", [image], {"model": "unet-test-v2"})

@@ -85,7 +85,7 @@ def test_a_long_axis_image_beside_the_stack_gives_the_scanners_4_chamber_plane(t
     assert angle(planes["2-chamber"][1].normal, AXIS) > 89.0
     # Without a mask the scanner's plane still comes; the third panel stays a reformat.
     titles = [p.title for p in long_axis_panels(panels_for(np.array([2.0, 2.0, 8.0]), "short-axis"), SHAPE, AFFINE, None, NAMES, sax)]
-    assert titles == ["short-axis (in-plane)", "4-chamber (plane of lax_4c_ed.nii.gz)", "long-axis reformat 2"]
+    assert titles == ["short-axis (in-plane)", "4-chamber (plane of lax_4c_ed.nii.gz)", "through-plane reformat 2"]
 
 
 def test_without_lv_and_rv_the_reformats_stay() -> None:

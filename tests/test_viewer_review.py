@@ -48,7 +48,7 @@ def test_an_oblique_short_axis_stack_gets_its_acquisition_planes_in_plane_first(
     axis = slice_axis(vol.spacing)
     assert vol.spacing[axis] == pytest.approx(8.0)
     panels = panels_for(vol.spacing, acquisition_view("sax_ed.nii.gz"))
-    assert [p.title for p in panels] == ["short-axis (in-plane)", "long-axis reformat 1", "long-axis reformat 2"]
+    assert [p.title for p in panels] == ["short-axis (in-plane)", "through-plane reformat 1", "through-plane reformat 2"]
     in_plane = plane_slice(vol.array, panels[0].plane, 4)
     assert sorted(in_plane.shape) == [36, 40]  # the acquired slice, whatever world plane is nearest
     assert panels_for(vol.spacing)[0].title == "in-plane"

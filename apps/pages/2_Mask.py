@@ -74,6 +74,7 @@ shown_labels = edit.labels if edit is not None else labels
 st.caption(f"Case **{ui.plain(case)}** · status {ui.plain(entry.get('status', 'n/a'))} · {' × '.join(f'{s:.2f}' for s in image.spacing)} mm voxels")
 
 panels = panels_for(image.spacing, acquisition_view(entry.get("view"), (report.get("parameters") or {}).get("views"), report.get("views"), image_path.name))
+panels = ui.cardiac_panels(panels, image_path, mask_path, names)
 voxel = ui.crosshair_controls("mask", image, start=ui.start_voxel(image_path, mask_path), showing=f"{result.path}|{case}")
 here = int(shown_labels[voxel])
 st.caption(ui.crosshair_caption(image, voxel) + f" · label {here} ({names.get(here, 'background' if here == 0 else f'label {here}')})")
@@ -111,7 +112,7 @@ with d2:
             st.error(exc.line())
 with d3:
     in_plane = panels[0]
-    ui.download_png(f"Snapshot of the {in_plane.title} view (PNG)", views[in_plane.plane], f"{case}_{in_plane.plane}.png", "mask_dl_png")
+    ui.download_png(f"Snapshot of the {in_plane.title} view (PNG)", views[in_plane.key], f"{case}_{in_plane.plane}.png", "mask_dl_png")
 with d4:
     ui.download_file("Corrected mask (NIfTI)", correction_ui.corrected_path(result, case), "mask_dl_corrected")
 ui.review_form(root, result, case, mask_path, "mask")

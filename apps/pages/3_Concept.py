@@ -98,7 +98,7 @@ for modality, paths in images.items():
     for n, item in enumerate(paths):
         with cols[n % len(cols)]:
             try:
-                path = result.input_file(str(item), base=prediction_path.parent)
+                path = result.named_file(str(item), near=prediction_path.parent)
                 if path.suffix.lower() in PICTURE_SUFFIXES:
                     ui.show_image(ui.picture(path), f"{path.parent.name}/{path.name}")
                 else:

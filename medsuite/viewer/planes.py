@@ -73,7 +73,8 @@ def panels_for(spacing: np.ndarray, view: str | None = None) -> list[Panel]:
     in_plane = next(p for p in PLANES if plane_axes(p)[0] == axis)
     others = [p for p in PLANES if p != in_plane]
     if view == "short-axis":
-        names = ["short-axis (in-plane)", "long-axis reformat 1", "long-axis reformat 2"]
+        # Planes of the grid, not the standard long-axis views (``long_axis_panels`` puts those here).
+        names = ["short-axis (in-plane)", "through-plane reformat 1", "through-plane reformat 2"]
     elif view == "long-axis":
         names = ["long-axis (in-plane)", "through-plane reformat 1", "through-plane reformat 2"]
     else:

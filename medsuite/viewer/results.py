@@ -64,6 +64,27 @@ class ResultFolder:
             raise MedsuiteError(refused.source, refused.problem, "restart with `medsuite view RESULTS --inputs FOLDER_OF_THE_IMAGES`, or serve a folder holding both") from None
 
 
+    def named_file(self, named: str | Path, *, near: Path) -> Path:
+        """A file a case's own record names (a prediction's images): absolute, or relative to ``near``
+        (the record's folder), to this result folder or to RESULTS_DIR, the first that exists; each
+        confined as ``input_file`` confines it."""
+        if Path(str(named)).is_absolute():
+            return self.input_file(named)
+        first: Path | MedsuiteError | None = None
+        for base in dict.fromkeys([near, self.path, *([self.root] if self.root else [])]):
+            try:
+                path = self.input_file(named, base=base)
+            except MedsuiteError as refused:
+                first = first or refused
+                continue
+            if path.exists():
+                return path
+            first = first or path
+        if isinstance(first, MedsuiteError):
+            raise first
+        return first  # type: ignore[return-value]  # the nearest reading: the caller reports it missing
+
+
 def _shown(typed: str | Path) -> str:
     """A path as an error line may quote it: printable, at most 80 characters."""
     text = repr(str(typed))[1:-1]
