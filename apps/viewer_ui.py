@@ -37,7 +37,7 @@ DARK_CSS = "<style>[data-testid='stImage'] img, .stImageCoordinates {background:
 
 def setup(title: str) -> Path:
     st.set_page_config(page_title=f"medsuite · {title}", layout="wide", initial_sidebar_state="expanded")
-    st.markdown(DARK_CSS, unsafe_allow_html=True)
+    st.html(DARK_CSS)  # style only: no Markdown renderer chunk to load for it
     st.title(title)
     return results_dir()
 

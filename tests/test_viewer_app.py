@@ -113,14 +113,25 @@ def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
 def test_concept_intervention_changes_the_prediction(open_page, results: Path) -> None:
     pytest.importorskip("medsuite.concepts.explain")
     at = open_page("pages/3_Concept.py")
-    assert at.metric[0].value == "melanoma"
+    assert at.metric[0].value == "melanoma" and not [s for s in at.selectbox if s.key.startswith("concept_set")]  # the interventions are drawn when asked for
+    at.toggle(key="concept_intervene_eye1").set_value(True)
+    ok(at)
     at.selectbox(key="concept_set_eye1_0").set_value("absent")  # US:acoustic hollowing -> absent score -2
+    ok(at)
+    assert at.metric[0].value == "melanoma"  # nothing changes before Apply
+    at.selectbox(key="concept_set_eye1_0").set_value("absent")
+    next(b for b in at.button if b.label == "Apply").click()
     ok(at)
     # logits: melanoma 0.9*-2 + 0.2*0.5 + 0.1*0.5 = -1.65; haemangioma -0.2 + 0.15 + 0.4 + 0.2 = 0.55
     assert at.metric[0].value == "haemangioma" and at.metric[1].value == "0.900"
     at.selectbox(key="concept_set_eye1_0").set_value("as the model says")
+    next(b for b in at.button if b.label == "Apply").click()
     ok(at)
     assert at.metric[0].value == "melanoma"
+    assert not at.dataframe
+    at.toggle(key="concept_table").set_value(True)
+    ok(at)
+    assert at.dataframe[0].value["concept"].tolist()[0] == "US:acoustic hollowing"  # ranked by contribution
     submit_review(at, "concept", "eye1", "Dr Cy", "reject", "")
     entry = json.loads((results / "reviews.jsonl").read_text().splitlines()[-1])
     assert (entry["case"], entry["decision"]) == ("eye1", "reject")
@@ -212,5 +223,6 @@ def test_the_demo_concept_page_shows_its_cases_images(tmp_path: Path, monkeypatc
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
     at = AppTest.from_file(str(APPS / "pages/3_Concept.py"), default_timeout=TIMEOUT).run()
     assert not at.exception and not at.warning, [w.value for w in at.warning]
-    shown = [c.caption for image in at.get("image") for c in image.proto.imgs]
+    shown = [c.caption for image in at.get("image") for c in image.proto.imgs if c.caption]  # the two charts have none
+    assert len([i for image in at.get("image") for i in image.proto.imgs]) == len(named) + 2
     assert len(shown) == len(named) and {"FA/phase1.png", "US/phase1.png"} <= set(shown)

@@ -131,12 +131,15 @@ def test_mask_and_concept_pages_render(page, server: str) -> None:
     assert not_blank(shot(page.frame_locator("iframe").first.locator("img"))) > 10.0
     page.screenshot(path=str(SHOTS / "mask.png"), full_page=True)
     open_page(page, f"{server}/Concept", "Concept contributions")
-    page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").nth(1).wait_for()
-    assert page.get_by_text("US:acoustic hollowing (score +3.00)").count() == 1
+    pictures = page.locator("[data-testid='stImage'] img")  # the two charts, then the case's ultrasound image
+    pictures.nth(2).wait_for()
+    assert pictures.count() == 3
+    for n in range(3):
+        assert not_blank(shot(pictures.nth(n))) > 10.0
+    page.get_by_text("Intervene on concepts").click()
+    page.get_by_text("US:acoustic hollowing (score +3.00)").wait_for()
     assert page.get_by_text("FUNDUS:orange pigment (score +0.50)").count() == 1
-    picture = page.locator("[data-testid='stImage'] img").first  # the case's ultrasound image
-    picture.wait_for()
-    assert not_blank(shot(picture)) > 10.0
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden")
     page.screenshot(path=str(SHOTS / "concept.png"), full_page=True)
 
 

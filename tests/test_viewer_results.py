@@ -104,3 +104,21 @@ def test_energy_summary_reads_the_report_estimate():
     line = energy_summary(report)
     assert line.startswith("Estimated inference energy per image: 0.00483 mJ (1,000,000 MACs, 250,000 synaptic ACs; 45nm")
     assert energy_summary({}) is None and energy_summary({"energy": {"note": "no network"}}) is None
+
+
+def test_a_predictions_images_resolve_absolute_or_relative_to_its_folder_the_result_or_the_results(tmp_path: Path) -> None:
+    root = make_results(tmp_path)
+    result = read_result(root / "concepts", root)
+    near = root / "concepts" / "eye1"
+    (root / "shared_pictures").mkdir()
+    (root / "shared_pictures" / "fa.png").write_bytes(b"png")
+    assert result.named_file("us.png", near=near) == (near / "us.png").resolve()  # beside prediction.json
+    assert result.named_file("eye1/us.png", near=near) == (near / "us.png").resolve()  # relative to the result folder
+    assert result.named_file("shared_pictures/fa.png", near=near) == (root / "shared_pictures" / "fa.png").resolve()  # to RESULTS_DIR
+    assert result.named_file(str(near / "us.png"), near=near) == (near / "us.png").resolve()  # absolute
+    assert result.named_file("gone.png", near=near) == (near / "gone.png").resolve()  # missing: the nearest reading, shown as missing
+    outside = tmp_path.parent / "outside.png"
+    with pytest.raises(MedsuiteError, match="outside the results folder"):
+        result.named_file(str(outside), near=near)
+    with pytest.raises(MedsuiteError, match="outside the results folder"):
+        result.named_file("../../../outside.png", near=near)

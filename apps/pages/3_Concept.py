@@ -29,6 +29,12 @@ AS_MODEL = "as the model says"
 CHOICES = (AS_MODEL, "present", "absent", "custom score")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def chart(kind: str, data: str, winner: str) -> bytes:
+    """A chart's PNG, drawn once per prediction shown (the data as JSON: a hashable cache key)."""
+    return getattr(concept_charts, kind)(json.loads(data), winner)
+
+
 root = ui.setup("Concept explanation")
 result = ui.pick_result("classify", root)
 if result is None:
@@ -47,20 +53,24 @@ except (MedsuiteError, OSError, json.JSONDecodeError, KeyError) as exc:
     st.error(exc.line() if isinstance(exc, MedsuiteError) else f"{case}: cannot read its prediction.json ({exc}); rerun classify")
     st.stop()
 
-# Intervention controls first, so the prediction shown below is already the corrected one.
+# Intervention controls first, so the prediction shown below is already the corrected one. They are
+# drawn only when asked for and applied together ("Apply"): one recomputation, and no drop-down per
+# concept (24 in the demo) drawn before the page's first paint.
 corrections: dict[str, float | str] = {}
-with st.sidebar.expander("Intervene on concepts", expanded=True):
+if st.sidebar.toggle("Intervene on concepts", key=f"concept_intervene_{case}", help="Set concepts the way you read them; the prediction is recomputed from the concept bottleneck."):
     if intervene is None:
-        st.info("Intervention needs medsuite.concepts (not installed in this build).")
+        st.sidebar.info("Intervention needs medsuite.concepts (not installed in this build).")
     else:
-        st.caption("Set a concept the way you read it; the prediction is recomputed from the concept bottleneck.")
-        for k, concept in enumerate(concepts):
-            label = concept["name"].replace(":", "\\:")  # "FUNDUS:orange pigment" is not a colour directive
-            choice = st.selectbox(f"{label} (score {concept['score']:+.2f})", CHOICES, key=f"concept_set_{case}_{k}")
-            if choice == "custom score":
-                corrections[concept["name"]] = float(st.number_input("score", value=float(concept["score"]), step=0.1, key=f"concept_value_{case}_{k}"))
-            elif choice != AS_MODEL:
-                corrections[concept["name"]] = choice
+        with st.sidebar.form(f"concept_intervene_form_{case}", border=False):
+            st.caption("Set a concept the way you read it, then Apply.")
+            for k, concept in enumerate(concepts):
+                label = concept["name"].replace(":", "\\:")  # "FUNDUS:orange pigment" is not a colour directive
+                choice = st.selectbox(f"{label} (score {concept['score']:+.2f})", CHOICES, key=f"concept_set_{case}_{k}")
+                if choice == "custom score":
+                    corrections[concept["name"]] = float(st.number_input("score", value=float(concept["score"]), step=0.1, key=f"concept_value_{case}_{k}"))
+                elif choice != AS_MODEL:
+                    corrections[concept["name"]] = choice
+            st.form_submit_button("Apply", type="primary")
 shown = prediction
 if corrections:
     try:
@@ -78,14 +88,16 @@ if corrections:
 
 left, right = st.columns(2)
 left.subheader("Class probabilities")
-left.altair_chart(concept_charts.probabilities(shown["probabilities"], winner), width="stretch")
+left.image(chart("probabilities", json.dumps(shown["probabilities"]), winner), width="stretch")
 right.subheader(f"Concept contributions to “{winner}”")
 ranked = sorted(shown["concepts"], key=lambda c: -abs(c["contributions"][winner]))
-right.altair_chart(concept_charts.contributions(ranked, winner), width="stretch")
-st.dataframe(
-    [{"concept": c["name"], "modality": c.get("modality", ""), "score": c["score"], **{f"→ {cls}": c["contributions"][cls] for cls in shown["classes"]}} for c in ranked],
-    hide_index=True,
-)
+right.image(chart("contributions", json.dumps(ranked), winner), width="stretch")
+# Drawn on demand: the data grid is the heaviest script the browser would load for this page.
+if st.toggle("Table of scores and contributions to every class", key="concept_table"):
+    st.dataframe(
+        [{"concept": c["name"], "modality": c.get("modality", ""), "score": c["score"], **{f"→ {cls}": c["contributions"][cls] for cls in shown["classes"]}} for c in ranked],
+        hide_index=True,
+    )
 
 st.subheader("Images")
 images = prediction.get("images") or {}

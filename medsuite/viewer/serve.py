@@ -25,7 +25,8 @@ WARM_MODULES = (
     "medsuite.viewer.uploads",
     "medsuite.viewer.views",
     "medsuite.viewer.windowing",
-    "altair",
+    "medsuite.viewer.longaxis",
+    "matplotlib.figure",  # the concept page's charts
     "medsuite.concepts",  # the concept page's intervention (imports torch: the slowest of all)
 )
 
