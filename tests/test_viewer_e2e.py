@@ -238,6 +238,8 @@ def test_a_brush_stroke_changes_the_saved_mask_by_exactly_the_painted_voxels(pag
     box = canvas.bounding_box()
     width, height = canvas.evaluate("c => [c.width, c.height]")
     assert (round(box["width"]), round(box["height"])) == (width, height)  # shown at its own size: 1 px = 1 canvas px
+    canvas.hover()  # the component shows its own undo / reset toolbar on hover: hidden, the page's Undo is the one
+    assert page.locator(".dc-toolbar").count() == 1 and page.locator(".dc-toolbar").first.is_hidden()
 
     # The in-plane view of the stack: a stroke along one row of voxel centres, from column 40 % to 60 %.
     image = load_canonical(image_path)

@@ -127,29 +127,17 @@ def grid_view(
 
 
 def render_plane(
-    array: np.ndarray,
-    affine: np.ndarray,
-    grid: PlaneGrid,
-    voxel: tuple[int, int, int],
-    level: float,
-    width: float,
-    *,
-    labels: np.ndarray | None = None,
-    opacity: float = 0.4,
-    outline: bool = False,
-    crosshair: bool = True,
+    array: np.ndarray, affine: np.ndarray, grid: PlaneGrid, voxel: tuple[int, int, int], level: float, width: float, *, labels: np.ndarray | None = None, opacity: float = 0.4, outline: bool = False
 ) -> np.ndarray:
     """RGB view of a world-space plane (4-chamber, 2-chamber) of a canonical volume: the image linearly,
     the labels by nearest neighbour, black outside the volume; the crosshair at the projection of
-    ``voxel`` on the plane."""
+    ``voxel`` on the plane (drawn when it falls inside the panel)."""
     grey = sample(array, affine, grid, outside=np.nan)
     windowed = apply_window(np.nan_to_num(grey, nan=level - width), level, width)
     scale = fit_scale(grid.shape, (grid.step, grid.step))
     rgb = grey_to_rgb(with_aspect(windowed, (1.0, 1.0), scale=scale))
     if labels is not None:
         rgb = overlay_labels(rgb, with_aspect(sample(labels, affine, grid, nearest=True), (1.0, 1.0), scale=scale, nearest=True), opacity=opacity, outline=outline)
-    if not crosshair:
-        return rgb
     row, col = grid.pixel(voxel_to_world(affine, voxel))
     if 0 <= row < grid.shape[0] and 0 <= col < grid.shape[1]:
         rgb = draw_crosshair(rgb, (int((row + 0.5) * rgb.shape[0] / grid.shape[0]), int((col + 0.5) * rgb.shape[1] / grid.shape[1])))
