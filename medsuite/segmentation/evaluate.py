@@ -101,7 +101,7 @@ def evaluate_checkpoint(
     root: str | Path | None = None,
     output: str | Path | None = None,
     tta: bool = True,
-    orientation_search: bool = True,
+    orientation_search: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     if split not in {"train", "val", "test", "all"}:
         raise MedsuiteError("--split", f"unknown split {split!r}", "use train, val, test or all")

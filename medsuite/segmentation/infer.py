@@ -51,10 +51,10 @@ def stack_axis(vol: Volume) -> int:
 
 
 class Segmenter:
-    """Trained model(s) loaded once; ``segmenter(volume)`` gives the prediction on the input grid (in the
-    in-plane orientation the search chooses, mirroring TTA and the members' probabilities averaged)."""
+    """Trained model(s) loaded once; ``segmenter(volume)`` gives the prediction on the input grid (with
+    ``orientation_search``, in the in-plane orientation the search chooses; mirroring TTA and the members' probabilities averaged)."""
 
-    def __init__(self, checkpoints: Sequence[str | Path] | str | Path | None = None, device: str | torch.device = "cpu", *, tta: bool = True, orientation_search: bool = True):
+    def __init__(self, checkpoints: Sequence[str | Path] | str | Path | None = None, device: str | torch.device = "cpu", *, tta: bool = True, orientation_search: bool = False):
         if isinstance(checkpoints, (str, Path)):
             checkpoints = [checkpoints]
         self.paths = resolve_checkpoints(checkpoints) if checkpoints else default_models()
@@ -108,7 +108,7 @@ def segment_batch(
     device: str = "cpu",
     quiet: bool = False,
     tta: bool = True,
-    orientation_search: bool = True,
+    orientation_search: bool = False,
     save_probabilities: bool = False,
     qc_entropy: float | None = None,
     pairs: str | Path | None = None,

@@ -13,11 +13,13 @@ picks the one in-plane orientation under which the model is most certain:
 3. the whole volume is predicted once in that orientation and mapped back to the input grid exactly (quarter
    turns and transposes are permutations of voxels, so no label can move).
 
-How it was chosen (the acdc_h5 card's 16 validation volumes, the shipped neunet_acdc.pt, no TTA): mean Dice 0.879
-as given -> 0.890 with the search; 3 volumes changed orientation (0.796 -> 0.915, 0.809 -> 0.850, 0.941 ->
-0.949), none lost. Searching over the whole volume instead of the middle third picked two more orientations,
-one of which lost 0.016. Cost: 8 x 1/3 + 1 = about 3.7 passes instead of 1. docs/segmentation.md has the
-commands and the test-split figures.
+Measured with the shipped neunet_acdc.pt (docs/segmentation.md has the commands): on the acdc_h5 validation
+volumes mean Dice 0.880 as given -> 0.890 (3 of 16 volumes turned, 0.796 -> 0.915, 0.809 -> 0.850, 0.941 ->
+0.949; the middle third was chosen over the whole volume there, which turned one more and lost 0.016); on the
+test split 0.894 -> 0.893 (6 of 32 turned, the largest change -0.029) and LVEF error 4.6 -> 5.5 points, since
+ED and ES of one patient may be turned differently. So it is off by default (`segment --orientation-search`):
+it is for stacks whose in-plane orientation differs from the training data's, such as the M&Ms-2 example
+(RV in 4 of 9 LV slices as given, 9 of 9 searched). Cost: 8 x 1/3 + 1 passes, about 2.7x the CPU time.
 """
 
 from __future__ import annotations
