@@ -120,21 +120,22 @@ CLINICAL = ("LVEF", "LV_mass", "LVEDV", "LVESV", "RVEF", "RVEDV")
 
 
 def variant_rows(args: argparse.Namespace) -> list[dict]:
-    """Single / +TTA / fold ensemble / ensemble +TTA of each model family given, on the card's test split."""
+    """Single / fold ensemble of each model family given, each without and with TTA and the orientation search
+    (medsuite.segmentation.orientation), on the card's test split."""
     families = [("neunet", args.model, args.folds), ("unet", args.unet, args.unet_folds)]
     rows = []
     for family, single, folds in families:
         variants = ([("single", [single])] if single else []) + ([(f"{len(resolve_checkpoints([folds]))}-fold ensemble", [folds])] if folds else [])
         for name, paths in variants:
             mirrored = any(trained_with_mirrors(m.config) for m in load_ensemble(resolve_checkpoints(paths)))
-            for tta in (False, True):
-                label = f"{family} {name}" + (" +TTA" if tta else "")
-                command = f"medsuite evaluate segmentation {' '.join(map(str, paths))} --split test" + ("" if tta else " --no-tta")
-                if tta and not mirrored:  # no member was trained with flips, so TTA mirrors nothing: the row above
+            for tta, search in ((False, False), (True, False), (False, True), (True, True)):
+                label = f"{family} {name}" + (" +TTA" if tta else "") + (" +orientation search" if search else "")
+                command = f"medsuite evaluate segmentation {' '.join(map(str, paths))} --split test" + ("" if tta else " --no-tta") + ("" if search else " --as-given")
+                if tta and not mirrored:  # no member was trained with flips, so TTA mirrors nothing: the row without it
                     rows.append(rows[-1] | {"variant": label + " (= no TTA: no member trained with flips)", "command": command})
                     continue
-                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta)
-                rows.append({"variant": label, "command": command, "metrics": {k: v for k, v in report.items() if k not in ("cases", "uncertainty", "class_volumes_ml")}})
+                report, _ = evaluate_checkpoint(paths, split="test", output=args.output / label.replace(" ", "_").replace("+", ""), tta=tta, orientation_search=search)
+                rows.append({"variant": label, "command": command, "metrics": {k: v for k, v in report.items() if k not in ("cases", "uncertainty", "class_volumes_ml", "orientation")}})
                 print(f"{label}: mean Dice {report['mean_dice']:.3f}", flush=True)
     return rows
 

@@ -27,7 +27,8 @@ from medsuite.segmentation.metrics import (
     volume_metrics,
 )
 from medsuite.segmentation.models import load_ensemble, resolve_checkpoints
-from medsuite.segmentation.predict import Member, predict_ensemble
+from medsuite.segmentation.orientation import predict_oriented
+from medsuite.segmentation.predict import Member
 from medsuite.segmentation.uncertainty import (
     SHIPPED_QC_ENTROPY,
     case_uncertainty,
@@ -39,19 +40,20 @@ def case_of(image: Any, index: int) -> str:
     return Path(str(image.meta.get("filename_or_obj", index))).name.split(".")[0]
 
 
-def evaluate_volumes(members: Sequence[Member], volumes, labels: dict[int, str], *, tta: bool = False, qc_threshold: float = SHIPPED_QC_ENTROPY) -> dict[str, Any]:
+def evaluate_volumes(members: Sequence[Member], volumes, labels: dict[int, str], *, tta: bool = False, orientation_search: bool = False, qc_threshold: float = SHIPPED_QC_ENTROPY) -> dict[str, Any]:
     """Every volume of a loaded split (MetaTensors from the data layer, stack axis last): per-case metrics,
     uncertainty and class volumes, their summary, and the clinical indices' agreement where ED/ES pairs exist.
 
     HD95 and volumes are in the volume's own spacing (for index-space cards, the card's nominal spacing).
     """
-    per_case, uncertainty, class_ml, seconds = {}, {}, {}, []
+    per_case, uncertainty, class_ml, orientation, seconds = {}, {}, {}, {}, []
     for i in range(len(volumes)):
         image, label = volumes[i]["image"], volumes[i]["label"]
         start = time.perf_counter()
-        prediction = predict_ensemble(members, image[0].as_tensor(), slice_axis=2, tta=tta)
+        prediction, chosen = predict_oriented(members, image[0].as_tensor(), slice_axis=2, tta=tta, search=orientation_search)
         seconds.append(time.perf_counter() - start)
         case = case_of(image, i)
+        orientation[case] = chosen["chosen"]
         spacing = image.pixdim[:3].tolist()
         per_case[case] = volume_metrics(prediction.labels, label[0].as_tensor(), spacing, labels)
         uncertainty[case] = case_uncertainty(prediction, qc_threshold)
@@ -66,6 +68,7 @@ def evaluate_volumes(members: Sequence[Member], volumes, labels: dict[int, str],
         "worst_case": {"case": worst, "mean_dice": case_dice.get(worst)} if worst else None,
         "seconds_per_volume": float(np.median(seconds)) if seconds else math.nan,
         "uncertainty": uncertainty,
+        "orientation": orientation,
         "class_volumes_ml": class_ml,
         "clinical": clinical_agreement(class_ml, labels),
         "qc_threshold_from_this_split": choose_threshold([u["entropy"] or math.nan for u in uncertainty.values()], list(case_dice.values())) if per_case else None,
@@ -98,6 +101,7 @@ def evaluate_checkpoint(
     root: str | Path | None = None,
     output: str | Path | None = None,
     tta: bool = True,
+    orientation_search: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     if split not in {"train", "val", "test", "all"}:
         raise MedsuiteError("--split", f"unknown split {split!r}", "use train, val, test or all")
@@ -107,8 +111,8 @@ def evaluate_checkpoint(
     data_card = load_card(card or first.card or first.config.data.card)
     transform = load_transforms(data_card, orientation=None, rule=first.intensity)
     volumes = make_dataset(data_card, None if split == "all" else split, root=root or first.config.data.root, transform=transform)
-    metrics = evaluate_volumes([(m.model, m.config) for m in ensemble], volumes, first.labels, tta=tta)
-    report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta})
+    metrics = evaluate_volumes([(m.model, m.config) for m in ensemble], volumes, first.labels, tta=tta, orientation_search=orientation_search)
+    report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta, "orientation_search": orientation_search})
     report.update(metrics)
     target = Path(output) / "metrics.json" if output else (paths[0].parent / "metrics.json")
     write_json(target, report)

@@ -28,9 +28,9 @@ from medsuite.segmentation.models import (
 from medsuite.segmentation.predict import (
     Prediction,
     mirror_axes,
-    predict_ensemble,
     trained_with_mirrors,
 )
+from medsuite.segmentation.orientation import predict_oriented
 from medsuite.segmentation.uncertainty import SHIPPED_QC_ENTROPY, case_uncertainty
 from medsuite.sharding import WHOLE, Part
 
@@ -51,10 +51,10 @@ def stack_axis(vol: Volume) -> int:
 
 
 class Segmenter:
-    """Trained model(s) loaded once; ``segmenter(volume)`` gives the prediction on the input grid (mirroring
-    TTA and the members' probabilities averaged)."""
+    """Trained model(s) loaded once; ``segmenter(volume)`` gives the prediction on the input grid (with
+    ``orientation_search``, in the in-plane orientation the search chooses; mirroring TTA and the members' probabilities averaged)."""
 
-    def __init__(self, checkpoints: Sequence[str | Path] | str | Path | None = None, device: str | torch.device = "cpu", *, tta: bool = True):
+    def __init__(self, checkpoints: Sequence[str | Path] | str | Path | None = None, device: str | torch.device = "cpu", *, tta: bool = True, orientation_search: bool = False):
         if isinstance(checkpoints, (str, Path)):
             checkpoints = [checkpoints]
         self.paths = resolve_checkpoints(checkpoints) if checkpoints else default_models()
@@ -65,14 +65,16 @@ class Segmenter:
         self.intensity = first.intensity  # the members share it (load_ensemble checks)
         self.device = torch.device(device)
         self.tta = tta
+        self.orientation_search = orientation_search
         names = ", ".join(p.name for p in self.paths)
         self.name = f"{self.config.model.name} ({names}, card {self.card})" if len(self.paths) == 1 else f"{len(self.paths)}-model ensemble of {self.config.model.name} ({names})"
         self.parameters = sum(count_parameters(m.model) for m in self.ensemble)
         stored = first.checkpoint.get("qc_entropy")
         self.qc_entropy, self.qc_source = (float(stored), f"stored in {first.path.name}") if stored is not None else (SHIPPED_QC_ENTROPY, "measured for the shipped neunet_acdc.pt with TTA on the acdc_h5 validation patients")
 
-    def __call__(self, vol: Volume) -> Prediction:
-        return predict_ensemble(self.members, self._normalised(vol), slice_axis=stack_axis(vol), tta=self.tta)
+    def __call__(self, vol: Volume) -> tuple[Prediction, dict[str, object]]:
+        """The prediction and the in-plane orientation it was made in (medsuite.segmentation.orientation)."""
+        return predict_oriented(self.members, self._normalised(vol), slice_axis=stack_axis(vol), tta=self.tta, search=self.orientation_search)
 
     def _normalised(self, vol: Volume) -> torch.Tensor:
         return normalise_intensity(torch.as_tensor(np.asarray(vol.array, dtype=np.float32)), self.intensity)
@@ -106,6 +108,7 @@ def segment_batch(
     device: str = "cpu",
     quiet: bool = False,
     tta: bool = True,
+    orientation_search: bool = False,
     save_probabilities: bool = False,
     qc_entropy: float | None = None,
     pairs: str | Path | None = None,
@@ -126,7 +129,7 @@ def segment_batch(
     if not cases:
         raise MedsuiteError(out_dir, "the inputs hold only masks written by segment", "give the image files or folders")
     given_pairs = cardiac.read_pairs_csv(pairs) if pairs else None
-    segmenter = Segmenter(checkpoint, device=device, tta=tta)
+    segmenter = Segmenter(checkpoint, device=device, tta=tta, orientation_search=orientation_search)
     algorithm = algorithm_for(segmenter.config.model.name, segmenter.paths)
     threshold = segmenter.qc_entropy if qc_entropy is None else qc_entropy
     qc = {"measure": "mean normalised predictive entropy inside the predicted heart (0..1)", "threshold": threshold, "source": segmenter.qc_source if qc_entropy is None else "--qc-entropy"}
@@ -138,12 +141,12 @@ def segment_batch(
 
     def process(case: Case) -> dict[str, Any]:
         vol = read_3d(case.path, frame=frame)
-        prediction = segmenter(vol)
+        prediction, orientation = segmenter(vol)
         labels = prediction.labels.numpy().astype(np.uint8)
         if not examples:
             examples.append(segmenter.network_input(vol))
         written = write_mask_outputs(labels, vol, out_dir, f"{case.name}_seg", formats=output_formats, labels=segmenter.labels, algorithm=algorithm, inputs=[case.path])
-        entry = {"output": written["nifti"], "outputs": written, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": class_volumes_ml(labels, vol.voxel_volume_ml, segmenter.labels)}
+        entry = {"output": written["nifti"], "outputs": written, "model": segmenter.name, "shape": list(labels.shape), "label_volumes_ml": class_volumes_ml(labels, vol.voxel_volume_ml, segmenter.labels), "orientation": orientation}
         if save_probabilities:
             # (x, y, z, 1, class) float32 on the input's grid and affine: NIfTI's vector layout (intent VECTOR,
             # components on the 5th axis), which ITK/SimpleITK read as a 3D image with one component per class
@@ -152,7 +155,7 @@ def segment_batch(
         return entry | {"uncertainty": case_uncertainty(prediction, threshold)}
 
     formats = resolve_formats(output_formats)
-    parameters = {"models": [str(p) for p in segmenter.paths], "frame": frame, "output_formats": [f.value for f in formats], "device": device, "tta": tta, "save_probabilities": save_probabilities, "pairs": str(pairs) if pairs else None}
+    parameters = {"models": [str(p) for p in segmenter.paths], "frame": frame, "output_formats": [f.value for f in formats], "device": device, "tta": tta, "orientation_search": orientation_search, "save_probabilities": save_probabilities, "pairs": str(pairs) if pairs else None}
     extra = {
         "labels": {str(k): v for k, v in segmenter.labels.items()},
         "model": {"checkpoints": [str(p) for p in segmenter.paths], "name": segmenter.config.model.name, "card": segmenter.card, "parameters": segmenter.parameters, "tta": tta, "mirrored_members": sum(trained_with_mirrors(c) for _, c in segmenter.members)},
