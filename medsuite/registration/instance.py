@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.losses import dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
+from medsuite.registration.losses import box_mean, dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import content_box, downsample_image, integrate, resize_field, resize_image, uncrop, warp
 
@@ -169,20 +169,27 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
 
 
 def grow_lesion(moving: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, threshold: float, voxel_mm: float) -> torch.Tensor:
-    """The learned mask grown, on the final field at full resolution, over every connected region where the
-    contrast-matched atlas still cannot reproduce the image (gap above ``threshold``) and that touches the
-    mask or holds a strong gap (twice the threshold): the coarse mask level misses small lesions and rims."""
+    """The final mask, on the final field at full resolution: every connected region where the contrast-matched
+    atlas still cannot reproduce the image (gap above ``threshold``) and that touches the learned mask or
+    holds a strong gap (twice the threshold). The coarse mask level misses small lesions and rims, and its
+    blurred mask spills over the lesion's edge: the learned mask only seeds the regions.
+
+    The gap here is the local mean of the *absolute* difference: a mean of the signed difference (the
+    loop's ``dissimilarity_map``) cancels a bright tumour against the dark oedema around it, and lost the
+    oedema of small metastases. The 3-voxel mean spreads a strong edge one voxel outwards, so a voxel also
+    needs its own difference above 0.75 ``threshold`` (holes that rule opens in a textured lesion are filled)."""
     from scipy import ndimage
 
     head = inside_head(guide, outline_window(voxel_mm))
     seeds = lesion >= 0.5
     _, healthy = healthy_fill(moving, seeds.float(), guide, head)
-    gap = (dissimilarity_map(moving, healthy) * head)[0, 0].numpy()
-    regions, count = ndimage.label(gap > threshold)
+    difference = (moving - healthy).abs() * head
+    gap, own = box_mean(difference, 3)[0, 0].numpy(), difference[0, 0].numpy()
+    regions, _ = ndimage.label(gap > threshold)
     strong = seeds[0, 0].numpy() | (gap > 2 * threshold)
     keep = np.unique(regions[strong & (regions > 0)])
-    grown = np.isin(regions, keep) & (regions > 0)
-    return torch.maximum(lesion, torch.from_numpy(grown.astype(np.float32))[None, None])
+    grown = ndimage.binary_fill_holes(np.isin(regions, keep) & (regions > 0) & (own > 0.75 * threshold))
+    return torch.from_numpy(grown.astype(np.float32))[None, None]
 
 
 def optimise_pair(
