@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.inference import clean_mask, load_model
+from medsuite.registration.inference import clean_mask, field_of_view, load_model
 from medsuite.registration.instance import grow_lesion, inpaint_around, inside_head
 from medsuite.registration.losses import box_mean, generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
@@ -128,6 +128,20 @@ def test_final_mask_holds_a_bright_core_and_its_dark_oedema_and_no_more():
     found = grow_lesion(as_tensor(moving), torch.zeros(1, 1, *shape), as_tensor(guide), 0.08, 2.0)[0, 0].numpy() > 0.5
     assert not (found & ~lesion).any()  # the 3-voxel mean's spill over the edge is trimmed
     assert (found & lesion).sum() >= 0.98 * lesion.sum()  # core and oedema (a few corner voxels of the digital ball fall short)
+
+
+def test_field_of_view_drops_the_fill_of_a_cropped_scan():
+    import SimpleITK as sitk
+
+    from medsuite.io import Volume
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    fixed = Volume(np.ones((20, 20, 20), np.float32), affine)
+    moving = np.full((20, 20, 20), 0.5, np.float32)
+    moving[:, :, 12:] = 0.0  # the zero fill of a resampled, cropped scan
+    inside = field_of_view(Volume(moving, affine), fixed, sitk.AffineTransform(3))
+    assert inside[10, 10, 8] and not inside[10, 10, 10] and not inside[10, 10, 15]  # 4 mm (2 voxels) in from the fill
+    assert not inside[0, 10, 8]  # and from the grid's edge
 
 
 def test_inpainting_runs_on_the_lesion_box_only():
