@@ -120,8 +120,8 @@ def inside_head(guide: torch.Tensor, window: int = 5) -> torch.Tensor:
     everything within half a window of CSF, where cortical, periventricular and infratentorial lesions lie."""
     from scipy import ndimage
 
-    filled = np.stack([ndimage.binary_fill_holes(g > 0.05) for g in guide.detach()[:, 0].numpy()])
-    outside = torch.from_numpy(~filled).float()[:, None]
+    filled = np.stack([ndimage.binary_fill_holes(g > 0.05) for g in guide.detach()[:, 0].cpu().numpy()])
+    outside = torch.from_numpy(~filled).float()[:, None].to(guide.device)
     outside = F.max_pool3d(F.pad(outside, [window // 2] * 6, value=1.0), window, stride=1)
     return 1 - outside
 
