@@ -1,6 +1,6 @@
 """Pathological registration on the pathology family, whole processes side by side (known field and lesion).
 
-    python benchmarks/registration.py [--resolution 2] [--seeds-per-type 2] [--types glio healthy] [--quick]
+    python benchmarks/registration.py [--resolution 2] [--seeds-per-type 2] [--types glio healthy] [--threads 1] [--quick]
 
 Pairs: ``medsuite.registration.pathology.FAMILY`` (tumours of every contrast, structure, size and place,
 resection cavities, healthy pairs) on MNI152 at ``--resolution`` mm, seeds fixed below (``REPORT_SEEDS``;
@@ -118,7 +118,20 @@ def ants_warper(files: dict[str, Path], out: Path) -> Warper:
 def medsuite_command(*options: str) -> Callable[[dict[str, Path], Path], list[str]]:
     entry = shutil.which("medsuite")
     head = [entry] if entry else [sys.executable, "-m", "medsuite.cli"]
-    return lambda files, out: [*head, "register", str(files["fixed"]), str(files["moving"]), "--moving-labels", str(files["moving_labels"]), "-o", str(out), "--quiet", *options]
+
+    def command(files: dict[str, Path], out: Path) -> list[str]:
+        threads = ["--threads", os.environ["MEDSUITE_BENCH_THREADS"]] if os.environ.get("MEDSUITE_BENCH_THREADS") else []
+        return [*head, "register", str(files["fixed"]), str(files["moving"]), "--moving-labels", str(files["moving_labels"]), "-o", str(out), "--quiet", *threads, *options]
+
+    return command
+
+
+def use_threads(threads: int | None) -> None:
+    """``--threads N``: every child gets N threads (medsuite's ``--threads``; ITK's and OpenMP's variables, which
+    ANTs reads), so a comparison on shared cores stays fair. None: every core, each tool's default."""
+    if threads is not None:
+        count = str(threads)
+        os.environ.update({"MEDSUITE_BENCH_THREADS": count, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": count, "OMP_NUM_THREADS": count})
 
 
 def runner_command(mode: str) -> Callable[[dict[str, Path], Path], list[str]]:
@@ -160,6 +173,7 @@ def main() -> None:
     parser.add_argument("--tuning", action="store_true", help="the tuning seeds instead of the report seeds")
     parser.add_argument("--quick", action="store_true", help="smoke test: 4 mm, one tumour type and the healthy pair, one seed")
     parser.add_argument("--keep", type=Path, default=None, help="keep every pair and result folder here")
+    parser.add_argument("--threads", type=int, default=None, help="threads of every method (default: every core, as a user runs them); 1 keeps a comparison fair on loaded cores")
     args = parser.parse_args()
     resolution, seeds = (4.0, (TUNING_SEEDS if args.tuning else REPORT_SEEDS)[:1]) if args.quick else (args.resolution, (TUNING_SEEDS if args.tuning else REPORT_SEEDS)[: args.seeds_per_type])
     types = list(FAMILY)
@@ -167,6 +181,7 @@ def main() -> None:
         types = [types[0], "healthy"]
     elif args.types:
         types = [t for t in types if any(s.lower() in t.lower() for s in args.types)]
+    use_threads(args.threads)
     methods = {k: v for k, v in METHODS.items() if not args.methods or any(s.lower() in k.lower() for s in args.methods)}
     work = args.keep or Path(tempfile.mkdtemp(prefix="medsuite-bench-"))
     rows: dict[tuple[str, str], list[dict]] = {}
@@ -185,12 +200,12 @@ def main() -> None:
                 print(f"{type_name} | seed {seed} | {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
             if args.keep is None:
                 shutil.rmtree(folder)
-    report(rows, types, methods, resolution, seeds)
+    report(rows, types, methods, resolution, seeds, args.threads)
 
 
-def report(rows: dict, types: list[str], methods: dict, resolution: float, seeds) -> None:
+def report(rows: dict, types: list[str], methods: dict, resolution: float, seeds, threads: int | None = None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\npathology family at {resolution:g} mm, {len(seeds)} seed(s) per type, {len(os.sched_getaffinity(0))} usable CPU(s), default options (every core), load average at the end {load:.1f}")
+    print(f"\npathology family at {resolution:g} mm, {len(seeds)} seed(s) per type, {len(os.sched_getaffinity(0))} usable CPU(s), default options, {'every core' if threads is None else f'{threads} thread(s) per method'}, load average at the end {load:.1f}")
     columns = ("dice", "shell_dice", "error_mm", "tre_mm", "tre_near_mm", "folding_pct", "lesion_dice", "lesion_ml", "wall_s", "peak_mb")
     header = f"{'type':58s} {'method':38s} {'Dice':>6s} {'shell':>6s} {'err mm':>6s} {'TRE':>6s} {'TRE@l':>6s} {'fold %':>6s} {'lesion':>6s} {'les ml':>6s} {'wall s':>6s} {'peak MB':>7s}"
     print(header)

@@ -4,7 +4,7 @@
     python benchmarks/registration_runners.py plain FIXED MOVING MOVING_LABELS OUT
 
 ``ants``: what a user's antspyx script does: read the pair, SyN (antspyx's default: affine then SyN, every
-core), write the warped image and labels; the transform files are kept in OUT for scoring.
+core, or ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``), write the warped image and labels; the transform files are kept in OUT for scoring.
 ``plain``: medsuite's instance optimisation without GIRNet's lesion modules (VoxelMorph-style: local NCC +
 diffusion, no mask, no inpainting, no inverse term), writing ddf.nii.gz, warped.nii.gz and warped labels.
 Each mode imports only what it needs, so start-up is part of what is timed.
@@ -12,6 +12,7 @@ Each mode imports only what it needs, so start-up is part of what is timed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -32,11 +33,12 @@ def run_ants(fixed: str, moving: str, labels: str, out: Path) -> None:
 def run_plain(fixed: str, moving: str, labels: str, out: Path) -> None:
     import numpy as np
 
-    from medsuite.commands.register import _config, use_threads
+    from medsuite.commands.register import _config
     from medsuite.io import read_3d, write_nifti
     from medsuite.registration.inference import register_volumes
+    from medsuite.runtime import configure_runtime
 
-    use_threads(None)
+    configure_runtime(int(os.environ["MEDSUITE_BENCH_THREADS"]) if os.environ.get("MEDSUITE_BENCH_THREADS") else None)
     config = _config(None)
     config = config.model_copy(update={"losses": config.losses.model_copy(update={"symmetric": 0.0})})
     fixed_volume, moving_volume = read_3d(fixed), read_3d(moving)

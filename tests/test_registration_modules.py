@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.inference import clean_mask, load_model
-from medsuite.registration.instance import inpaint_around
+from medsuite.registration.inference import clean_mask, field_of_view, load_model
+from medsuite.registration.instance import grow_lesion, inpaint_around, inside_head
 from medsuite.registration.losses import box_mean, generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import content_box, downsample_image, folding_percent, integrate, jacobian_determinant, resize_image, uncrop, warp
@@ -103,6 +103,45 @@ def test_clean_mask_keeps_one_filled_region():
     probability[17, 17, 17] = 0.9  # speckle
     mask = clean_mask(probability)
     assert mask.sum() == 7**3 and mask[8, 8, 8]
+
+
+def _ball(shape: tuple[int, ...], centre: tuple[int, ...], radius: float) -> np.ndarray:
+    return np.linalg.norm(np.indices(shape) - np.array(centre)[:, None, None, None], axis=0) <= radius
+
+
+def test_brain_interior_keeps_tissue_beside_csf_and_drops_the_outline():
+    brain = np.where(_ball((40, 40, 40), (20, 20, 20), 16), 0.8, 0.0)
+    brain[_ball((40, 40, 40), (20, 20, 20), 4)] = 0.1  # a ventricle: dark, but inside the brain
+    head = inside_head(torch.from_numpy(brain).float()[None, None], window=5)[0, 0].numpy()
+    assert head[20, 20, 25] == 1 and head[20, 20, 20] == 1  # beside and in the ventricle (a minimum filter dropped both)
+    assert head[20, 20, 35] == 0 and head[20, 20, 33] == 1  # the outline's outer 2 voxels are out, the rest is in
+
+
+def test_final_mask_holds_a_bright_core_and_its_dark_oedema_and_no_more():
+    shape, centre = (40, 40, 40), (20, 20, 20)
+    guide = np.where(_ball(shape, centre, 16), 0.8, 0.0)
+    moving = guide.copy()
+    lesion = _ball(shape, centre, 6)
+    moving[lesion] = 0.6  # oedema
+    moving[_ball(shape, centre, 3)] = 1.2  # the tumour: a signed local mean cancels these two at the rim
+    as_tensor = lambda a: torch.from_numpy(a).float()[None, None]  # noqa: E731
+    found = grow_lesion(as_tensor(moving), torch.zeros(1, 1, *shape), as_tensor(guide), 0.08, 2.0)[0, 0].numpy() > 0.5
+    assert not (found & ~lesion).any()  # the 3-voxel mean's spill over the edge is trimmed
+    assert (found & lesion).sum() >= 0.98 * lesion.sum()  # core and oedema (a few corner voxels of the digital ball fall short)
+
+
+def test_field_of_view_drops_the_fill_of_a_cropped_scan():
+    import SimpleITK as sitk
+
+    from medsuite.io import Volume
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    fixed = Volume(np.ones((20, 20, 20), np.float32), affine)
+    moving = np.full((20, 20, 20), 0.5, np.float32)
+    moving[:, :, 12:] = 0.0  # the zero fill of a resampled, cropped scan
+    inside = field_of_view(Volume(moving, affine), fixed, sitk.AffineTransform(3))
+    assert inside[10, 10, 8] and not inside[10, 10, 10] and not inside[10, 10, 15]  # 4 mm (2 voxels) in from the fill
+    assert not inside[0, 10, 8]  # and from the grid's edge
 
 
 def test_inpainting_runs_on_the_lesion_box_only():

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.losses import dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
+from medsuite.registration.losses import box_mean, dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import content_box, downsample_image, integrate, resize_field, resize_image, uncrop, warp
 
@@ -107,15 +107,23 @@ def head_window(voxel_mm: float) -> int:
     return max(3, 2 * round(10.0 / voxel_mm) + 1)
 
 
+def outline_window(voxel_mm: float, margin_mm: float = 4.0) -> int:
+    """The odd ``inside_head`` window of instance optimisation: ``margin_mm`` in from the brain's outline, where
+    a one-voxel misalignment of the outline already shows a gap; a wider margin hides cortical lesions."""
+    return 2 * max(1, round(margin_mm / voxel_mm)) + 1
+
+
 def inside_head(guide: torch.Tensor, window: int = 5) -> torch.Tensor:
-    """Where the atlas has tissue well inside its outline: scalp and field-of-view edges differ for
-    reasons other than a lesion (a local minimum of the atlas intensity, as three 1D max-pools)."""
-    low = -guide
-    for axis in range(3):
-        kernel = [1, 1, 1]
-        kernel[axis] = window
-        low = F.max_pool3d(low, tuple(kernel), stride=1, padding=tuple(k // 2 for k in kernel))
-    return (-low > 0.2).float()
+    """Inside the atlas's outline, ``window // 2`` voxels in from it (and from the field of view's edges): the
+    scalp and the outline differ for reasons other than a lesion. Holes are filled, so ventricles, sulci and
+    the tissue beside them count as inside: a minimum filter of the atlas intensity (the earlier rule) dropped
+    everything within half a window of CSF, where cortical, periventricular and infratentorial lesions lie."""
+    from scipy import ndimage
+
+    filled = np.stack([ndimage.binary_fill_holes(g > 0.05) for g in guide.detach()[:, 0].cpu().numpy()])
+    outside = torch.from_numpy(~filled).float()[:, None].to(guide.device)
+    outside = F.max_pool3d(F.pad(outside, [window // 2] * 6, value=1.0), window, stride=1)
+    return 1 - outside
 
 
 def healthy_fill(moving: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor, head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,20 +169,27 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
 
 
 def grow_lesion(moving: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor, threshold: float, voxel_mm: float) -> torch.Tensor:
-    """The learned mask grown, on the final field at full resolution, over every connected region where the
-    contrast-matched atlas still cannot reproduce the image (gap above ``threshold``) and that touches the
-    mask or holds a strong gap (twice the threshold): the coarse mask level misses small lesions and rims."""
+    """The final mask, on the final field at full resolution: every connected region where the contrast-matched
+    atlas still cannot reproduce the image (gap above ``threshold``) and that touches the learned mask or
+    holds a strong gap (twice the threshold). The coarse mask level misses small lesions and rims, and its
+    blurred mask spills over the lesion's edge: the learned mask only seeds the regions.
+
+    The gap here is the local mean of the *absolute* difference: a mean of the signed difference (the
+    loop's ``dissimilarity_map``) cancels a bright tumour against the dark oedema around it, and lost the
+    oedema of small metastases. The 3-voxel mean spreads a strong edge one voxel outwards, so a voxel also
+    needs its own difference above 0.75 ``threshold`` (holes that rule opens in a textured lesion are filled)."""
     from scipy import ndimage
 
-    head = inside_head(guide, head_window(voxel_mm))
+    head = inside_head(guide, outline_window(voxel_mm))
     seeds = lesion >= 0.5
     _, healthy = healthy_fill(moving, seeds.float(), guide, head)
-    gap = (dissimilarity_map(moving, healthy) * head)[0, 0].numpy()
-    regions, count = ndimage.label(gap > threshold)
+    difference = (moving - healthy).abs() * head
+    gap, own = box_mean(difference, 3)[0, 0].numpy(), difference[0, 0].numpy()
+    regions, _ = ndimage.label(gap > threshold)
     strong = seeds[0, 0].numpy() | (gap > 2 * threshold)
     keep = np.unique(regions[strong & (regions > 0)])
-    grown = np.isin(regions, keep) & (regions > 0)
-    return torch.maximum(lesion, torch.from_numpy(grown.astype(np.float32))[None, None])
+    grown = ndimage.binary_fill_holes(np.isin(regions, keep) & (regions > 0) & (own > 0.75 * threshold))
+    return torch.from_numpy(grown.astype(np.float32))[None, None]
 
 
 def optimise_pair(
@@ -204,7 +219,7 @@ def optimise_pair(
         shape = grid_shape(full_shape, factor)
         field_shape = grid_shape(full_shape, max(factor, io.field_factor))
         f, m = downsample_image(fixed, shape), downsample_image(moving, shape)
-        window = head_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
+        window = outline_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
             velocity, logits = warm_start(model, fixed, moving, shape, io.lesion_prior_logit if io.generator_start else None, voxel_mm)
             logits = logits if logits is not None else torch.full((1, 1, *shape), io.lesion_prior_logit)
@@ -256,7 +271,7 @@ def optimise_pair(
             lesion = grow_lesion(moving, lesion, guide, io.lesion_threshold, voxel_mm)
         # The trained inpainter (when given) refines the final fill; inside the loop the matched guide is
         # as good for the registration loss and costs no network pass per step.
-        inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, head_window(voxel_mm)))[0]
+        inpainted = inpaint_around(model, moving, lesion, guide) if model is not None else healthy_fill(moving, lesion, guide, inside_head(guide, outline_window(voxel_mm)))[0]
     return InstanceResult(forward, inverse, lesion, inpainted, history)
 
 
