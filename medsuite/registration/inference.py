@@ -7,6 +7,7 @@ as one ITK displacement field (fixed world point -> moving world point, LPS mm).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +117,11 @@ def register_volumes(
     use_segmentation: bool = True,
     use_inpainting: bool = True,
     lesion_mask: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
 ) -> Registration:
     """``lesion_mask`` (moving grid, non-zero = lesion): a known lesion, masked out of the cost function and
-    written back as given; no mask is generated."""
+    written back as given; no mask is generated. ``device``: where the networks and the instance optimisation
+    run (``medsuite.runtime.resolve_device``); pre-alignment and outputs stay on the CPU."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     prealign = affine_prealign(fixed, moving, iterations=config.prealign_iterations, seed=seed)
@@ -131,13 +134,15 @@ def register_volumes(
     start = time.perf_counter()
     fixed_n, _, _ = normalise(np.asarray(fixed.array, dtype=np.float32))
     moving_n, low, high = normalise(premoved)
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)  # noqa: E731
+    model = model.to(device) if model is not None else None
     torch.manual_seed(seed)
     voxel_mm = float(np.mean(fixed.spacing))
     result = optimise_in_content_box(
         as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm,
         given_lesion=None if given is None else as_tensor(given),
     )
+    result = dataclasses.replace(result, **{name: getattr(result, name).cpu() for name in ("forward", "inverse", "lesion", "inpainted")})
     seconds["deformable"] = time.perf_counter() - start
     region = (slice(None), slice(None), *(result.box or ()))
     energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1)[region], voxel_mm)
@@ -213,6 +218,7 @@ def register_files(
     output_formats: list[str] | None = None,
     loaded: tuple[GIRNet | None, RegistrationConfig] | None = None,
     lesion_mask: Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Path, dict]:
     """Read, register, write the result folder; returns (folder, report). ``output_formats`` adds the lesion
     mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats). ``loaded``: ``load_model``'s
@@ -243,7 +249,7 @@ def register_files(
     refuse_replacing_others(out_dir, written)
 
     model, config = loaded if loaded is not None else load_model(checkpoint, config)
-    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed, lesion_mask=None if given is None else np.asarray(given.array))
+    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed, lesion_mask=None if given is None else np.asarray(given.array), device=device)
     for name, values in (("warped image", result.warped), ("inpainted image", result.inpainted), ("displacement field", result.ddf_lps), ("Jacobian", result.jacobian)):
         require_finite(values, moving_path, name)  # a NaN field is a failed registration, not a result
     manifest = Manifest(out_dir)
@@ -265,6 +271,7 @@ def register_files(
     parameters = {
         "steps": steps if steps is not None else sum(config.instance.steps),
         "seed": seed,
+        "device": str(device),
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "lesion_mask": str(Path(lesion_mask).resolve()) if lesion_mask else None,
         "config": config.model_dump(mode="json"),
