@@ -19,7 +19,7 @@ console = Console(highlight=False)
 
 def extract(
     report: Path = typer.Argument(..., help="Report text file."),
-    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: the shipped concepts_vocabulary.yaml)."),
+    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: the shipped medsuite/concepts/vocabulary.yaml)."),
     all_concepts: bool = typer.Option(False, "--all", help="Also list concepts the report does not mention."),
 ) -> None:
     """Print the report's concepts as JSON: present / absent / uncertain with the evidence span."""
