@@ -93,8 +93,8 @@ def train(
 def run_demo(out_dir: Path, console: Console) -> None:
     """Six synthetic patients (one with ultrasound only) classified by the shipped model, with one intervention.
 
-    The cases are written to OUT/concepts_inputs/ (not a temporary folder): the report and each
-    prediction.json name their images, which the viewer shows from there."""
+    The cases are written to OUT/concepts_inputs/ (not a temporary folder): each prediction.json names its
+    images relative to itself, so the viewer shows them from there even after OUT is moved."""
     import shutil
 
     import numpy as np
@@ -112,7 +112,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
     only_us = sorted(cases.iterdir())[-1]
     for modality in ("FA", "ICGA"):
         shutil.rmtree(only_us / modality)
-    code = classify_cases([cases], target, quiet=True)
+    code = classify_cases([cases], target, quiet=True, portable_root=out_dir)  # the demo folder may be moved
     truth = {p.name: (p / "label.txt").read_text().strip() for p in cases.iterdir()}
     if code:
         raise RuntimeError(f"classify failed on some demo cases (see {target / 'errors.tsv'})")
