@@ -133,6 +133,9 @@ def test_training_writes_a_resumable_checkpoint(tmp_path):
     assert len(lines) == 3 and '"iteration": 3' in lines[-1]
     model, _ = load_model(tmp_path / FINAL, RegistrationConfig())
     assert isinstance(model, GIRNet) and not model.training
+    from medsuite.checkpoints import load_checkpoint
+
+    assert load_checkpoint(final, kind="registration")["config"]["intensity"] == config.intensity.model_dump(mode="json")
 
 
 def test_training_runs_in_two_stages(tmp_path):
@@ -153,6 +156,17 @@ def test_training_runs_in_two_stages(tmp_path):
     assert all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("velocity_net"))
     assert not all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("inpainter"))
     assert not all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("mask_generator"))
+
+
+def test_one_intensity_rule_from_the_data_layer_stored_in_the_checkpoint():
+    """Training and inference scale with medsuite.data.transforms; inference with a checkpoint uses the rule
+    stored in it, whatever the pipeline says."""
+    from medsuite.data.transforms import IntensityRule
+    from medsuite.registration.config import REGISTRATION_INTENSITY
+
+    _, config = load_model(SHIPPED_CHECKPOINT, RegistrationConfig(intensity=IntensityRule(kind="minmax")))
+    assert config.intensity == REGISTRATION_INTENSITY
+    assert load_model(None, RegistrationConfig(intensity=IntensityRule(kind="minmax")))[1].intensity.kind == "minmax"
 
 
 def test_the_removed_schedule_option_is_refused():

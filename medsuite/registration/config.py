@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medsuite.backbones.base import EncoderSpec
+from medsuite.data.transforms import IntensityRule
 
 
 class Strict(BaseModel):
@@ -65,8 +66,13 @@ class TrainConfig(Strict):
     seed: int = 0
 
 
+# Brains on a zero background: percentiles of the tissue only; overshoot up to 1.5 kept (bright lesion rims).
+REGISTRATION_INTENSITY = IntensityRule(kind="percentile", lower=1.0, upper=99.5, nonzero=True, clip=(0.0, 1.5))
+
+
 class RegistrationConfig(Strict):
     data_card: str = "mni152_sample"
+    intensity: IntensityRule = Field(REGISTRATION_INTENSITY, description="how both images are scaled for training and inference (stored in the checkpoint's config)")
     backbone: EncoderSpec = Field(default_factory=lambda: EncoderSpec(kind="cnn", spatial_dims=3, in_channels=2, channels=[8, 16, 16], strides=[1, 2, 2]))
     decoder_channels: list[int] = Field([16, 16], description="channels of the decoder stages (coarse to fine)")
     prealign_iterations: int = 60

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
+from medsuite.data.transforms import intensity_bounds, normalise_intensity
 from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, require_finite, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.instance import model_grid, optimise_in_content_box
@@ -65,14 +66,6 @@ class Registration:
     def warp_moving(self, array: np.ndarray, *, nearest: bool = False) -> np.ndarray:
         """Any moving-grid array (labels, another contrast) through the total transform."""
         return resample_moving(self.moving.with_array(array), self.fixed, self.transform(), nearest=nearest)
-
-
-def normalise(array: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Robust [0, 1] scaling (1st-99.5th percentile of non-zero voxels), so intensity scales do not matter."""
-    content = array[array != 0] if np.any(array != 0) else array.ravel()
-    low, high = np.percentile(content, [1.0, 99.5])
-    high = high if high > low else low + 1.0
-    return np.clip((array - low) / (high - low), 0.0, 1.5).astype(np.float32), float(low), float(high)
 
 
 def clean_mask(probability: np.ndarray) -> np.ndarray:
@@ -132,8 +125,9 @@ def register_volumes(
     seconds["prealign"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fixed_n, _, _ = normalise(np.asarray(fixed.array, dtype=np.float32))
-    moving_n, low, high = normalise(premoved)
+    fixed_n = normalise_intensity(np.asarray(fixed.array, dtype=np.float32), config.intensity)
+    moving_n = normalise_intensity(premoved, config.intensity)
+    low, high = (float(v) for v in intensity_bounds(premoved, config.intensity))  # to scale the fill back
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)  # noqa: E731
     model = model.to(device) if model is not None else None
     torch.manual_seed(seed)
@@ -196,7 +190,7 @@ def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tup
 
     loaded = load_checkpoint_model(checkpoint, "registration")
     trained = loaded.config
-    return loaded.model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
+    return loaded.model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels, "intensity": trained.intensity})
 
 
 def default_output_dir(moving: Path) -> Path:
