@@ -97,3 +97,17 @@ def test_pipelines_list_names_pipelines_only_and_the_vocabulary_is_found_from_an
     report.write_text("FA: hyperfluorescent lesion. US: acoustic hollowing present.")
     extracted = run_cli("concepts", "extract", str(report), cwd=tmp_path / "empty")
     assert extracted.returncode == 0 and "acoustic hollowing" in extracted.stdout
+
+
+def test_a_users_root_is_relative_to_the_current_folder_a_cards_to_the_repository(tmp_path, monkeypatch):
+    """--root and $MEDSUITE_DATA_<ID> are the user's paths (the demo passes its relative results folder);
+    only the card's own layout.root is relative to the folder above the package."""
+    from medsuite.data.cards import load_card
+
+    monkeypatch.chdir(tmp_path)
+    card = load_card("mnms_multiview")
+    assert card.data_root("exams") == tmp_path.resolve() / "exams"
+    monkeypatch.setenv("MEDSUITE_DATA_MNMS_MULTIVIEW", "elsewhere")
+    assert card.data_root() == tmp_path.resolve() / "elsewhere"
+    monkeypatch.delenv("MEDSUITE_DATA_MNMS_MULTIVIEW")
+    assert card.data_root() == (REPO_ROOT / card.layout.root).resolve()
