@@ -86,6 +86,8 @@ def train(
 
     configure_runtime(threads)
     report = train_concepts(pipeline, output, root, log=None if quiet else console.print)
+    if not report:  # under torchrun, a rank other than 0: rank 0 writes and reports
+        return
     t = report["test"]
     console.print(f"held-out macro-F1: CBM {t['f1_cbm_sequential']:.3f}, joint {t.get('f1_cbm_joint', float('nan')):.3f}, black box {t['f1_black_box']:.3f}; concept AUC {t['concept_auc_sequential']:.3f}; model in {output / 'model.pt'}")
 
