@@ -35,7 +35,6 @@ def main() -> None:
     args = parser.parse_args()
     configure_runtime(args.threads, "cpu")
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
-    config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=args.patients, test_patients=args.test_patients)
     config["train"].update(encoder_epochs=args.epochs, joint_epochs=0)
     print(f"SYNTHETIC choroid cohort: {args.patients} train / {args.test_patients} held-out patients, {config['image_size']}px, {args.epochs} encoder epochs")

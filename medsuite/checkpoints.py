@@ -7,8 +7,8 @@ value), so a flipped byte in the weights is an error, not a silently different m
 ``load_model(path, kind)`` is the one place a checkpoint becomes a ready model: its config is validated
 by the pipeline's pydantic model, the network built from it and the weights loaded strictly.
 
-Older checkpoints (``medsuite-checkpoint-v1``, no digest) convert once with
-``python -m medsuite.checkpoints upgrade FILE...`` (still without unpickling code).
+Older checkpoints (``medsuite-checkpoint-v1``, no digest; or a config holding an option since removed) convert
+once with ``python -m medsuite.checkpoints upgrade FILE...`` (still without unpickling code; weights untouched).
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ from medsuite.io import atomic_path
 FORMAT = "medsuite-checkpoint-v2"
 OLD_FORMATS = ("medsuite-checkpoint-v1",)
 UPGRADE = "python -m medsuite.checkpoints upgrade"
+#: kind -> config options removed from its pipeline (dotted paths); ``upgrade`` moves them to ``retired_config``
+RETIRED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "registration": ("train.schedule",),  # training is always staged now (GIRNet's alternation degenerated)
+}
 
 
 def weights_digest(payload: dict[str, Any]) -> str:
@@ -193,6 +197,9 @@ def load_model(path: str | Path, kind: str, *, device: str | torch.device = "cpu
     """The one way a checkpoint becomes a model: checked payload, validated config, strict weights, eval mode."""
     path = Path(path)
     payload = load_checkpoint(path, kind=kind)
+    retired = _retired(payload)
+    if retired:
+        raise MedsuiteError(path, f"its config holds {', '.join(retired)}, an option this medsuite version removed", f"convert it once with {UPGRADE} {path}")
     model, config = BUILDERS[kind](path, payload)
     if isinstance(model, torch.nn.Module):
         model = model.to(device)
@@ -218,9 +225,38 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _retired(payload: dict[str, Any]) -> dict[str, Any]:
+    """The removed options (dotted path -> value) a checkpoint's config still holds."""
+    found = {}
+    for dotted in RETIRED_OPTIONS.get(payload.get("kind"), ()):
+        *parents, key = dotted.split(".")
+        section = payload.get("config")
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key in section:
+            found[dotted] = section[key]
+    return found
+
+
+def _without_retired(config: Any, retired: dict[str, Any]) -> Any:
+    """A copy of ``config`` without the ``retired`` options."""
+    import copy
+
+    config = copy.deepcopy(config)
+    for dotted in retired:
+        *parents, key = dotted.split(".")
+        section = config
+        for part in parents:
+            section = section[part]
+        del section[key]
+    return config
+
+
 def upgrade(path: str | Path) -> Path:
-    """Rewrite a v1 checkpoint in place as v2. Reads it weights-only, allowing numpy arrays of numbers
-    only (what v1 concept models held), so even an untrusted file cannot run code here."""
+    """Rewrite an older checkpoint in place: v1 as v2, and a config's removed options moved to
+    ``retired_config`` (kept as a record of how the model was trained). The weights stay the same tensors.
+    Reads it weights-only, allowing numpy arrays of numbers only (what v1 concept models held), so even an
+    untrusted file cannot run code here."""
     import numpy as np
 
     path = Path(path)
@@ -232,9 +268,13 @@ def upgrade(path: str | Path) -> Path:
         payload = _read(path, "cpu")
     if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, *OLD_FORMATS):
         raise MedsuiteError(path, "is not a medsuite checkpoint", "give a checkpoint written by medsuite train")
-    if payload["format"] == FORMAT:
+    retired = _retired(payload)
+    if payload["format"] == FORMAT and not retired:
         return path
     body = {k: _plain(v) for k, v in payload.items() if k not in ("format", "medsuite", "sha256")}
+    if retired:
+        body["config"] = _without_retired(body["config"], retired)
+        body["retired_config"] = {**body.get("retired_config", {}), **retired}
     return save_checkpoint(path, **body)
 
 

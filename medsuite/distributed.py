@@ -7,7 +7,7 @@ the process group (gloo on CPU, nccl on CUDA, one GPU per local rank) and offers
 
 - ``wrap(model)``: DistributedDataParallel around a module trained through its ``forward``;
 - ``average_gradients(optimiser)``: the same gradient averaging for trainers that step several modules
-  through other methods (GIRNet's co-learning), where DDP's forward hooks never fire;
+  through other methods (GIRNet's trainer), where DDP's forward hooks never fire;
 - ``patient_loader`` / :class:`PatientShardSampler`: each rank draws from its own patients, never slices
   of a patient another rank holds (nnU-Net and MONAI split cases, not 2D slices, between ranks);
   ``shard`` / ``shard_indices`` / ``dealer`` do the same for trainers that hold lists of patients;

@@ -26,3 +26,21 @@ def shared_path(*parts: str) -> Path:
 def oblique_volume() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.normal(100.0, 20.0, size=(12, 10, 6)).astype(np.float32), oblique_affine()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A small untrained neU-Net: geometry and batch behaviour do not depend on the weights."""
+    import torch
+
+    from medsuite.checkpoints import save_checkpoint
+    from medsuite.segmentation.config import SegmentationConfig
+    from medsuite.segmentation.models import make_model
+
+    config = SegmentationConfig.model_validate(
+        {"data": {"image_size": [32, 32]}, "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]}}
+    )
+    torch.manual_seed(0)
+    model = make_model(config)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    return save_checkpoint(path, kind="segmentation", state=model.state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")

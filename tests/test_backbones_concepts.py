@@ -18,7 +18,6 @@ def _train(tmp_path, backbone: dict) -> dict:
     from medsuite.concepts.train import train_concepts
 
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
-    config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=30, test_patients=20, image_size=SIZE)
     config["image_size"] = SIZE
     config["backbone"].update(backbone)

@@ -47,3 +47,9 @@ def test_demo_refuses_an_unknown_part_before_any_work(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "none_such" in result.stderr and "segment" in result.stderr  # names the parts that exist
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_quiet_prints_only_the_results_folder(tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--only", "concepts", "--threads", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str((tmp_path / "demo").resolve()) and (tmp_path / "demo" / "concepts").is_dir()

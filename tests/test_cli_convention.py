@@ -7,7 +7,7 @@ import typer
 
 from medsuite.cli import _build
 
-MODEL_RUNNING = {"register", "segment", "pretrain", "classify"}
+MODEL_RUNNING = {"register", "segment", "pretrain", "classify", "evaluate segmentation"}
 BATCH = {"segment", "classify", "register"}
 
 

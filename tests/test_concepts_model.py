@@ -143,7 +143,6 @@ def test_tiny_training_run_writes_model_and_figures(tmp_path):
     from medsuite.config import PIPELINES_DIR
 
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
-    config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=40, test_patients=30, image_size=32)
     config["image_size"] = 32
     config["train"].update(encoder_epochs=1, joint_epochs=1, bottleneck_steps=20)
@@ -169,7 +168,7 @@ def test_training_from_hospital_folders_via_the_cti_card(tmp_path, vocabulary):
 
     write_cohort(generate_cohort(vocabulary, 30, size=32, seed=5), tmp_path / "cti")
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
-    config.update(vocabulary=str(PIPELINES_DIR / "concepts_vocabulary.yaml"), image_size=32, data={"card": "choroid_cti", "root": None})
+    config.update(image_size=32, data={"card": "choroid_cti", "root": None})
     config["train"].update(encoder_epochs=1, joint_epochs=0, bottleneck_steps=5)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
     report = train_concepts(tmp_path / "p.yaml", tmp_path / "run", root=tmp_path / "cti")

@@ -73,3 +73,41 @@ def test_unknown_nested_key_is_named_with_its_path(tmp_path):
     bad.write_text("sources:\n  - {card: acdc_h5, exclud: [patient001_]}\n")
     with pytest.raises(MedsuiteError, match=r"sources\.0\.exclud"):
         load_pipeline(bad, PretextConfig)
+
+
+def test_pipelines_list_names_pipelines_only_and_the_vocabulary_is_found_from_any_folder(tmp_path):
+    """Every name listed validates as its task's pipeline; the concept vocabulary (data, not a pipeline) lives
+    beside the concepts package and is the default wherever the command runs."""
+    from medsuite.concepts.pipeline import load_concepts_pipeline
+    from medsuite.concepts.vocabulary import DEFAULT_VOCABULARY
+    from medsuite.pretext.pretrain import PretextConfig
+    from medsuite.registration.config import RegistrationConfig
+    from medsuite.segmentation.config import SegmentationConfig
+
+    (tmp_path / "empty").mkdir()
+    listed = run_cli("pipelines", "list", cwd=tmp_path / "empty")
+    names = listed.stdout.split()
+    assert listed.returncode == 0 and names == shipped_pipelines() and not any("vocabulary" in n for n in names)
+    models = {"registration": RegistrationConfig, "segmentation": SegmentationConfig, "pretext": PretextConfig}
+    for name in names:
+        task = name.split("_")[0]
+        load_concepts_pipeline(name) if task == "concepts" else load_pipeline(name, models[task])
+    assert DEFAULT_VOCABULARY.is_file() and DEFAULT_VOCABULARY.parent == REPO_ROOT / "medsuite" / "concepts"
+    report = tmp_path / "report.txt"
+    report.write_text("FA: hyperfluorescent lesion. US: acoustic hollowing present.")
+    extracted = run_cli("concepts", "extract", str(report), cwd=tmp_path / "empty")
+    assert extracted.returncode == 0 and "acoustic hollowing" in extracted.stdout
+
+
+def test_a_users_root_is_relative_to_the_current_folder_a_cards_to_the_repository(tmp_path, monkeypatch):
+    """--root and $MEDSUITE_DATA_<ID> are the user's paths (the demo passes its relative results folder);
+    only the card's own layout.root is relative to the folder above the package."""
+    from medsuite.data.cards import load_card
+
+    monkeypatch.chdir(tmp_path)
+    card = load_card("mnms_multiview")
+    assert card.data_root("exams") == tmp_path.resolve() / "exams"
+    monkeypatch.setenv("MEDSUITE_DATA_MNMS_MULTIVIEW", "elsewhere")
+    assert card.data_root() == tmp_path.resolve() / "elsewhere"
+    monkeypatch.delenv("MEDSUITE_DATA_MNMS_MULTIVIEW")
+    assert card.data_root() == (REPO_ROOT / card.layout.root).resolve()

@@ -127,7 +127,6 @@ def _tiny_concepts(tmp_path):
     from medsuite.config import PIPELINES_DIR
 
     config = yaml.safe_load((PIPELINES_DIR / "concepts_choroid.yaml").read_text())
-    config["vocabulary"] = str(PIPELINES_DIR / "concepts_vocabulary.yaml")
     config["synthetic"].update(patients=24, test_patients=12, image_size=32)
     config["image_size"] = 32
     config["train"].update(encoder_epochs=1, bottleneck_steps=20, joint_epochs=1, batch_size=16)

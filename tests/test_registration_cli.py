@@ -58,3 +58,35 @@ def test_empty_or_misshapen_lesion_mask_is_one_line_exit_2(tmp_path, capsys, goo
     small = write_nifti(tmp_path / "small_mask.nii.gz", np.ones((4, 4, 4), np.uint8), AFFINE)
     code, err = _run(capsys, str(good), str(good), "--lesion-mask", str(small), "-o", str(tmp_path / "out"))
     assert code == 2 and len(err.splitlines()) == 1 and "small_mask.nii.gz" in err
+
+
+def test_cuda_without_a_cuda_device_is_one_line_exit_2(capsys, monkeypatch, good):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = _run(capsys, str(good), str(good), "--device", "cuda")
+    assert code == 2 and len(err.splitlines()) == 1 and "no CUDA device" in err
+
+
+def test_the_chosen_device_reaches_the_networks_and_the_optimisation(tmp_path, capsys, monkeypatch):
+    """--device goes through medsuite.runtime's policy to the tensors and the trained networks (a stand-in
+    device, since this test must also run where CUDA is absent)."""
+    import torch
+
+    from medsuite import runtime
+    from medsuite.data.samples import make_pathological_pair, write_pair
+    from medsuite.errors import MedsuiteError
+    from medsuite.registration import inference
+
+    asked: list[str] = []
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: asked.append(name) or torch.device("meta"))
+    seen: dict[str, torch.device] = {}
+
+    def spy(fixed, moving, config, *, model=None, **options):
+        seen.update(image=fixed.device, model=next(model.parameters()).device)
+        raise MedsuiteError("spy", "stopped after recording the devices", "none")
+
+    monkeypatch.setattr(inference, "optimise_in_content_box", spy)
+    files = write_pair(make_pathological_pair(3, resolution_mm=8.0), tmp_path / "pair")
+    code, _ = _run(capsys, str(files["fixed"]), str(files["moving"]), "-o", str(tmp_path / "out"), "--model", "auto", "--device", "auto")
+    assert code == 2 and asked == ["auto"] and seen == {"image": torch.device("meta"), "model": torch.device("meta")}

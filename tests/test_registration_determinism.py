@@ -34,3 +34,18 @@ def test_rerun_and_other_thread_count_give_the_same_bytes(tmp_path):
             assert (folder / name).read_bytes() == (runs[0][0] / name).read_bytes(), name
         strip = lambda r: {k: v for k, v in r.items() if k not in TIMING_KEYS}  # noqa: E731
         assert json.dumps(strip(report), sort_keys=True) == json.dumps(strip(runs[0][1]), sort_keys=True)
+
+
+def test_device_cpu_and_auto_without_cuda_give_the_same_bytes(tmp_path, monkeypatch):
+    from medsuite.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    inputs = write_pair(make_pathological_pair(3, resolution_mm=8.0), tmp_path / "pair")
+    for device in ("cpu", "auto"):
+        try:
+            main(["register", str(inputs["fixed"]), str(inputs["moving"]), "-o", str(tmp_path / device), "--steps", "4", "--threads", "1", "--quiet", "--device", device])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        assert json.loads((tmp_path / device / "report.json").read_text())["parameters"]["device"] == "cpu"
+    for name in OUTPUTS.values():
+        assert (tmp_path / "cpu" / name).read_bytes() == (tmp_path / "auto" / name).read_bytes(), name

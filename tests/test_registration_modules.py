@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
+from medsuite.commands.register import SHIPPED_CHECKPOINT
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.inference import clean_mask, field_of_view, load_model
 from medsuite.registration.instance import grow_lesion, inpaint_around, inside_head
@@ -170,36 +172,67 @@ def test_training_writes_a_resumable_checkpoint(tmp_path):
     assert len(lines) == 3 and '"iteration": 3' in lines[-1]
     model, _ = load_model(tmp_path / FINAL, RegistrationConfig())
     assert isinstance(model, GIRNet) and not model.training
+    from medsuite.checkpoints import load_checkpoint
+
+    assert load_checkpoint(final, kind="registration")["config"]["intensity"] == config.intensity.model_dump(mode="json")
 
 
-def test_registration_warmup_trains_the_velocity_net_alone(tmp_path):
+def test_training_runs_in_two_stages(tmp_path):
+    """The velocity net alone for registration_warmup iterations, then frozen while inpainter and generator learn."""
     config = RegistrationConfig()
-    config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.registration_warmup = 1, 8.0, 3, 2
+    config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.registration_warmup = 1, 8.0, 2, 2
     torch.manual_seed(config.train.seed)
     untouched = GIRNet(config).state_dict()  # train() seeds the same way: its initial weights
-    train(config, tmp_path)
-    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [sorted(k for k in line if k in ("reg", "inp", "gen")) for line in lines] == [["reg"], ["reg"], ["gen", "inp", "reg"]]
-    config.train.iterations = 2
-    train(config, tmp_path / "warmup_only")
-    model, _ = load_model(tmp_path / "warmup_only" / FINAL, RegistrationConfig())
-    trained = model.state_dict()
-    assert all(torch.equal(trained[k], v) for k, v in untouched.items() if not k.startswith("velocity_net"))
-    assert not all(torch.equal(trained[k], v) for k, v in untouched.items() if k.startswith("velocity_net"))
+    train(config, tmp_path / "first_stage")
+    first = load_model(tmp_path / "first_stage" / FINAL, RegistrationConfig())[0].state_dict()
+    assert all(torch.equal(first[k], v) for k, v in untouched.items() if not k.startswith("velocity_net"))
+    assert not all(torch.equal(first[k], v) for k, v in untouched.items() if k.startswith("velocity_net"))
+    config.train.iterations = 4
+    train(config, tmp_path / "both")
+    lines = [json.loads(line) for line in (tmp_path / "both" / "log.jsonl").read_text().splitlines()]
+    assert [sorted(k for k in line if k in ("reg", "inp", "gen")) for line in lines] == [["reg"], ["reg"], ["gen", "inp"], ["gen", "inp"]]
+    both = load_model(tmp_path / "both" / FINAL, RegistrationConfig())[0].state_dict()
+    assert all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("velocity_net"))
+    assert not all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("inpainter"))
+    assert not all(torch.equal(both[k], v) for k, v in first.items() if k.startswith("mask_generator"))
 
 
-def test_staged_schedule_freezes_the_velocity_net_after_its_warmup(tmp_path):
-    config = RegistrationConfig()
-    config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.registration_warmup = 1, 8.0, 1, 1
-    train(config, tmp_path / "warmup")  # the warm-up alone
-    config.train.iterations, config.train.schedule = 3, "staged"
-    train(config, tmp_path / "staged")
-    lines = [json.loads(line) for line in (tmp_path / "staged" / "log.jsonl").read_text().splitlines()]
-    assert [sorted(k for k in line if k in ("reg", "inp", "gen")) for line in lines] == [["reg"], ["gen", "inp"], ["gen", "inp"]]
-    warmed = load_model(tmp_path / "warmup" / FINAL, RegistrationConfig())[0].state_dict()
-    staged = load_model(tmp_path / "staged" / FINAL, RegistrationConfig())[0].state_dict()
-    assert all(torch.equal(staged[k], v) for k, v in warmed.items() if k.startswith("velocity_net"))
-    assert not all(torch.equal(staged[k], v) for k, v in warmed.items() if k.startswith("inpainter"))
+def test_one_intensity_rule_from_the_data_layer_stored_in_the_checkpoint():
+    """Training and inference scale with medsuite.data.transforms; inference with a checkpoint uses the rule
+    stored in it, whatever the pipeline says."""
+    from medsuite.data.transforms import IntensityRule
+    from medsuite.registration.config import REGISTRATION_INTENSITY
+
+    _, config = load_model(SHIPPED_CHECKPOINT, RegistrationConfig(intensity=IntensityRule(kind="minmax")))
+    assert config.intensity == REGISTRATION_INTENSITY
+    assert load_model(None, RegistrationConfig(intensity=IntensityRule(kind="minmax")))[1].intensity.kind == "minmax"
+
+
+def test_the_removed_schedule_option_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="schedule"):
+        RegistrationConfig.model_validate({"train": {"schedule": "co-learning"}})
+    with pytest.raises(ValidationError, match="registration_warmup"):
+        RegistrationConfig.model_validate({"train": {"registration_warmup": 0}})  # the velocity net would never learn
+
+
+def test_a_checkpoint_holding_a_removed_option_upgrades_with_its_weights_unchanged(tmp_path):
+    from medsuite.checkpoints import load_checkpoint, load_model as load_checkpoint_model, main as checkpoints_main, save_checkpoint, weights_digest
+    from medsuite.errors import MedsuiteError
+
+    shipped = load_checkpoint_model(SHIPPED_CHECKPOINT, "registration")  # the shipped one is upgraded already
+    assert "schedule" not in shipped.payload["config"]["train"] and shipped.payload["retired_config"] == {"train.schedule": "staged"}
+    config = shipped.payload["config"]
+    old = dict(config, train=dict(config["train"], schedule="co-learning"))
+    path = save_checkpoint(tmp_path / "old.pt", kind="registration", state=shipped.payload["state"], config=old)
+    with pytest.raises(MedsuiteError, match="train.schedule.*medsuite.checkpoints upgrade"):
+        load_checkpoint_model(path, "registration")
+    assert checkpoints_main(["upgrade", str(path)]) == 0
+    upgraded = load_checkpoint(path, kind="registration")
+    assert upgraded["retired_config"] == {"train.schedule": "co-learning"} and upgraded["config"] == config
+    assert weights_digest({"state": upgraded["state"]}) == weights_digest({"state": shipped.payload["state"]})
+    assert isinstance(load_checkpoint_model(path, "registration").model, GIRNet)
 
 
 def test_pipeline_yaml_names_every_loss_weight():

@@ -23,6 +23,7 @@ def tiny_config(**backbone) -> RegistrationConfig:
     config = RegistrationConfig()
     config.backbone = config.backbone.model_copy(update=backbone)
     config.train.pairs, config.train.resolution_mm, config.train.iterations, config.train.checkpoint_every = 2, 12.0, 2, 2
+    config.train.registration_warmup = 1  # one iteration of each stage
     config.instance.levels, config.instance.steps = [2, 1], [4, 3]
     config.prealign_iterations = 10
     return config
@@ -54,7 +55,7 @@ def test_every_backbone_kind_trains_and_registers(tmp_path, kind):
     config = tiny_config(kind=kind, **extra)
     final = train(config, tmp_path)
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 and all(np.isfinite(line["reg"]) and 0 <= line["lesion_dice"] <= 1 for line in lines)
+    assert len(lines) == 2 and np.isfinite(lines[0]["reg"]) and 0 <= lines[1]["lesion_dice"] <= 1
     model, trained = load_model(final, RegistrationConfig())
     assert trained.backbone.kind == kind
     pair = make_pathological_pair(3, resolution_mm=12.0)
@@ -93,7 +94,6 @@ def test_training_reads_pairs_from_a_data_card(tmp_path):
         assert fixed.shape == moving.shape == lesion.shape and fixed.shape[2:] == (25, 30, 24)
         assert 0 < lesion.sum() < 0.05 * lesion.numel()  # the lesion map, pre-aligned onto the atlas grid
         assert np.corrcoef(fixed.ravel(), moving.ravel())[0, 1] > 0.8  # pre-aligned: same anatomy
-    config.train.iterations = 1
-    train(config, tmp_path / "run")
-    assert "lesion_dice" in json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    train(config, tmp_path / "run")  # the second iteration: the lesion modules' stage
+    assert "lesion_dice" in json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[1])
     assert (tmp_path / "run" / FINAL).is_file()

@@ -23,18 +23,6 @@ from .conftest import shared_path
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A small untrained neU-Net: geometry and batch behaviour do not depend on the weights."""
-    config = SegmentationConfig.model_validate(
-        {"data": {"image_size": [32, 32]}, "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]}}
-    )
-    torch.manual_seed(0)
-    model = make_model(config)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_checkpoint(path, kind="segmentation", state=model.state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
-
-
 @pytest.fixture
 def phantom_file(tmp_path):
     vol, _ = synthetic_short_axis(shape=(40, 36, 5))

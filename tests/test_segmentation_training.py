@@ -41,22 +41,27 @@ def test_train_resume_and_evaluate(tmp_path):
     assert ckpt["card"] == "acdc_h5" and ckpt["config"]["model"]["name"] == "neunet" and ckpt["epoch"] == 1
     resumed = train(config, tmp_path / "run", quiet=True)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    metrics, target = evaluate_checkpoint([tmp_path / "run"], split="val")
+    metrics, target = evaluate_checkpoint([tmp_path / "run"], split="val", output=tmp_path / "eval")
     saved = json.loads(target.read_text())
     assert target.name == "metrics.json" and saved["mean_dice"] == pytest.approx(metrics["mean_dice"])
     assert set(saved["per_class"]) == {"rv_cavity", "myocardium", "lv_cavity"} and 0.0 <= saved["mean_dice"] <= 1.0
 
 
-def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
-    """ACDC's NIfTI layout (patientNNN/patientNNN_frameFF.nii.gz + _gt), faked with phantoms: no shared data needed."""
+def _phantom_acdc(root):
+    """ACDC's NIfTI layout (patientNNN/patientNNN_frameFF.nii.gz + _gt), five phantom patients."""
     from medsuite.io import write_nifti
     from medsuite.segmentation.synthetic import synthetic_short_axis
 
     for p in range(1, 6):
         vol, labels = synthetic_short_axis(shape=(40, 36, 4), seed=p, affine=np.diag([1.5, 1.5, 10.0, 1.0]))
-        folder = tmp_path / "acdc" / f"patient{p:03d}"
+        folder = root / f"patient{p:03d}"
         write_nifti(folder / f"patient{p:03d}_frame01.nii.gz", vol.array, vol.affine)
         write_nifti(folder / f"patient{p:03d}_frame01_gt.nii.gz", labels, vol.affine)
+
+
+def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
+    """ACDC's NIfTI layout (patientNNN/patientNNN_frameFF.nii.gz + _gt), faked with phantoms: no shared data needed."""
+    _phantom_acdc(tmp_path / "acdc")
     config = SegmentationConfig.model_validate(
         {
             "data": {"card": "acdc_nifti", "root": str(tmp_path / "acdc"), "image_size": [32, 32]},
@@ -66,8 +71,38 @@ def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
     )
     result = train(config, tmp_path / "run", quiet=True)
     assert result["epochs"] == 1 and 0.0 <= result["best_val_mean_dice"] <= 1.0
-    metrics, _ = evaluate_checkpoint([tmp_path / "run"], split="test", root=tmp_path / "acdc")
+    metrics, _ = evaluate_checkpoint([tmp_path / "run"], split="test", root=tmp_path / "acdc", output=tmp_path / "eval")
     assert len(metrics["cases"]) == 1 and list(metrics["cases"]) == [n for n in metrics["cases"] if n.endswith("_frame01")]
+
+
+def test_evaluate_command_writes_into_the_current_folder_never_beside_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """The common runtime options, and a default results folder in the current folder (the shipped model lies
+    inside the installed package, where nothing may be written)."""
+    import torch
+
+    from medsuite.cli import main
+    _phantom_acdc(tmp_path / "acdc")
+    config = SegmentationConfig.model_validate(
+        {
+            "data": {"card": "acdc_nifti", "root": str(tmp_path / "acdc"), "image_size": [32, 32]},
+            "backbone": {"kind": "cnn", "spatial_dims": 2, "channels": [4, 8], "strides": [2, 2]},
+            "train": {"epochs": 1, "batch_size": 4, "augment": False},
+        }
+    )
+    train(config, tmp_path / "run", quiet=True)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    command = ["evaluate", "segmentation", str(tmp_path / "run"), "--split", "test", "--root", str(tmp_path / "acdc"), "--threads", "1", "--seed", "3", "--quiet"]
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--device", "cuda"])
+    assert exited.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--device", "auto"])
+    assert exited.value.code == 0
+    saved = json.loads((tmp_path / "empty" / "medsuite_results" / "evaluate_segmentation" / "metrics.json").read_text())
+    assert saved["parameters"]["device"] == "cpu" and len(saved["cases"]) == 1
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_time_budget_is_checked_before_each_epoch():

@@ -12,8 +12,6 @@ from medsuite.io import write_nifti
 from medsuite.segmentation.synthetic import synthetic_short_axis
 from medsuite.sharding import Part
 
-from .test_segmentation_segment import tiny_checkpoint  # noqa: F401 - the module's small untrained model
-
 TIMINGS = {"created_utc", "seconds", "merged_from"}
 
 
@@ -46,7 +44,7 @@ def test_parts_partition_the_sorted_cases():
     assert Part(3, 1).file("report.json") == "report.part-1-of-3.json" and Part().file("errors.tsv") == "errors.tsv"
 
 
-def test_three_parts_merged_equal_one_run(tmp_path, tiny_checkpoint, case_folder):  # noqa: F811
+def test_three_parts_merged_equal_one_run(tmp_path, tiny_checkpoint, case_folder):
     single, split = tmp_path / "single", tmp_path / "split"
     assert _cli("segment", case_folder, "-o", single, "--model", tiny_checkpoint, "--device", "cpu", "--quiet") == 1
     for part in range(3):
@@ -64,7 +62,7 @@ def test_three_parts_merged_equal_one_run(tmp_path, tiny_checkpoint, case_folder
     assert sorted((split / "errors.tsv").read_text().splitlines()) == sorted((single / "errors.tsv").read_text().splitlines())
 
 
-def test_merge_refuses_mixed_missing_and_unfinished_parts(tmp_path, tiny_checkpoint, case_folder, capsys):  # noqa: F811
+def test_merge_refuses_mixed_missing_and_unfinished_parts(tmp_path, tiny_checkpoint, case_folder, capsys):
     out = tmp_path / "out"
     for part in (0, 2):
         _cli("segment", case_folder, "-o", out, "--model", tiny_checkpoint, "--device", "cpu", "--quiet", "--num-parts", 3, "--part-id", part)

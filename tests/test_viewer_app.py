@@ -216,11 +216,14 @@ def test_the_demo_concept_page_shows_its_cases_images(tmp_path: Path, monkeypatc
 
     from medsuite.commands.concepts import run_demo
 
-    run_demo(tmp_path, Console(quiet=True))
-    prediction = json.loads(next((tmp_path / "concepts").glob("*/prediction.json")).read_text())
-    named = [Path(p) for paths in prediction["images"].values() for p in paths]
-    assert named and all(p.is_file() and tmp_path.resolve() in p.resolve().parents for p in named)  # kept inside the results
-    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    run_demo(tmp_path / "demo", Console(quiet=True))
+    (tmp_path / "demo").rename(tmp_path / "moved")  # a demo folder copied elsewhere keeps its images
+    moved = tmp_path / "moved"
+    prediction_path = next((moved / "concepts").glob("*/prediction.json"))
+    named = [Path(p) for paths in json.loads(prediction_path.read_text())["images"].values() for p in paths]
+    assert named and not any(p.is_absolute() for p in named)
+    assert all((prediction_path.parent / p).is_file() and moved.resolve() in (prediction_path.parent / p).resolve().parents for p in named)
+    monkeypatch.setenv(RESULTS_ENV, str(moved))
     at = AppTest.from_file(str(APPS / "pages/3_Concept.py"), default_timeout=TIMEOUT).run()
     assert not at.exception and not at.warning, [w.value for w in at.warning]
     shown = [c.caption for image in at.get("image") for c in image.proto.imgs if c.caption]  # the two charts have none

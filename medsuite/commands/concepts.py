@@ -19,7 +19,7 @@ console = Console(highlight=False)
 
 def extract(
     report: Path = typer.Argument(..., help="Report text file."),
-    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: the shipped concepts_vocabulary.yaml)."),
+    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="Concept vocabulary YAML (default: the shipped medsuite/concepts/vocabulary.yaml)."),
     all_concepts: bool = typer.Option(False, "--all", help="Also list concepts the report does not mention."),
 ) -> None:
     """Print the report's concepts as JSON: present / absent / uncertain with the evidence span."""
@@ -86,6 +86,8 @@ def train(
 
     configure_runtime(threads)
     report = train_concepts(pipeline, output, root, log=None if quiet else console.print)
+    if not report:  # under torchrun, a rank other than 0: rank 0 writes and reports
+        return
     t = report["test"]
     console.print(f"held-out macro-F1: CBM {t['f1_cbm_sequential']:.3f}, joint {t.get('f1_cbm_joint', float('nan')):.3f}, black box {t['f1_black_box']:.3f}; concept AUC {t['concept_auc_sequential']:.3f}; model in {output / 'model.pt'}")
 
@@ -93,8 +95,8 @@ def train(
 def run_demo(out_dir: Path, console: Console) -> None:
     """Six synthetic patients (one with ultrasound only) classified by the shipped model, with one intervention.
 
-    The cases are written to OUT/concepts_inputs/ (not a temporary folder): the report and each
-    prediction.json name their images, which the viewer shows from there."""
+    The cases are written to OUT/concepts_inputs/ (not a temporary folder): each prediction.json names its
+    images relative to itself, so the viewer shows them from there even after OUT is moved."""
     import shutil
 
     import numpy as np
@@ -112,7 +114,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
     only_us = sorted(cases.iterdir())[-1]
     for modality in ("FA", "ICGA"):
         shutil.rmtree(only_us / modality)
-    code = classify_cases([cases], target, quiet=True)
+    code = classify_cases([cases], target, quiet=True, portable_root=out_dir)  # the demo folder may be moved
     truth = {p.name: (p / "label.txt").read_text().strip() for p in cases.iterdir()}
     if code:
         raise RuntimeError(f"classify failed on some demo cases (see {target / 'errors.tsv'})")

@@ -46,7 +46,7 @@ def register_command(
     model: str = typer.Option("none", "--model", help="Checkpoint: 'none' (default: instance optimisation from the identity), 'auto' (the shipped checkpoint's start) or a path."),
     steps: int | None = typer.Option(None, "--steps", min=0, help="Instance-optimisation steps in total (default from the pipeline)."),
     pipeline: Path | None = typer.Option(None, "--pipeline", help="Pipeline YAML, or a shipped pipeline's name (default: registration_girnet)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (the optimisation runs on the CPU)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda: where the networks and the instance optimisation run (auto: CUDA when available)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pre-alignment sampling and optimisation."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP + " Outputs are the same bytes for any value."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder."),
@@ -68,11 +68,11 @@ def register_command(
         raise MedsuiteError("register", "a batch needs -o OUTDIR and takes labels and lesion masks from the pairs CSV", "give -o, and moving_labels/lesion_mask columns in --pairs")
     if resume and not batch:
         raise MedsuiteError("--continue", "only applies to a batch", "drop --continue, or give --pairs or a folder of moving scans")
-    configure_runtime(threads, device)  # validates the device; small volumes optimise fastest on the CPU
+    chosen = str(configure_runtime(threads, device))
     if batch:
         specs = read_pairs_csv(pairs) if pairs is not None else atlas_pairs(fixed, moving)
-        raise typer.Exit(register_pairs(specs, output, _config(pipeline), checkpoint=_checkpoint(model), steps=steps, seed=seed, resume=resume, quiet=quiet, part=part_of(num_parts, part_id)))
-    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format, lesion_mask=lesion_mask)
+        raise typer.Exit(register_pairs(specs, output, _config(pipeline), checkpoint=_checkpoint(model), steps=steps, seed=seed, resume=resume, quiet=quiet, part=part_of(num_parts, part_id), device=chosen))
+    folder, report = register_files(fixed, moving, output, _config(pipeline), moving_labels=moving_labels, checkpoint=_checkpoint(model), steps=steps, seed=seed, output_formats=output_format, lesion_mask=lesion_mask, device=chosen)
     console = Console(highlight=False)
     if quiet:
         console.print(str(folder))
@@ -90,7 +90,7 @@ def train_registration(
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train GIRNet's three modules by co-learning on the pipeline's data card (default: generated MNI152 pathological pairs)."""
+    """Train GIRNet's three modules in two stages (the velocity net, then the inpainter and mask generator on its guides) on the pipeline's data card (default: generated MNI152 pathological pairs)."""
     from rich.progress import Progress
 
     from medsuite.distributed import is_main_process
@@ -102,7 +102,7 @@ def train_registration(
     config = config.model_copy(update={"train": config.train.model_copy(update=updates)})
     configure_runtime(threads)
     with Progress(disable=quiet or not is_main_process()) as progress:  # torchrun: rank 0 shows it
-        task = progress.add_task("co-learning", total=config.train.iterations)
+        task = progress.add_task("training", total=config.train.iterations)
         final = train(config, output, resume=resume, root=root, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
     if is_main_process():
         Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")

@@ -11,6 +11,8 @@ from medsuite.commands import THREADS_HELP, batch_summary, example, evaluate_app
 from medsuite.commands.merge import NUM_PARTS, PART_ID, part_of
 from medsuite.export.formats import OUTPUT_FORMAT_HELP, OutputFormat
 
+DEFAULT_EVALUATION = Path("medsuite_results") / "evaluate_segmentation"  # in the current folder, as medsuite demo's results
+
 DEMO_ORDER = 20
 
 
@@ -89,8 +91,10 @@ def evaluate_segmentation(
     card: str | None = typer.Option(None, "--card", help="Data card id or YAML (default: the one the model was trained on)."),
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     root: Path | None = typer.Option(None, "--root", help="Data folder overriding the card's layout.root."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Where metrics.json goes (default: the run folder)."),
+    output: Path = typer.Option(DEFAULT_EVALUATION, "-o", "--output", help="Folder for metrics.json (default: medsuite_results/evaluate_segmentation in the current folder)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of torch and numpy (inference itself is deterministic)."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the summary line, not the tables."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Mirroring test-time augmentation, as segment does by default."),
     orientation_search: bool = ORIENTATION_SEARCH,
@@ -99,8 +103,8 @@ def evaluate_segmentation(
     from medsuite.runtime import configure_runtime
     from medsuite.segmentation.evaluate import clinical_table, evaluate_checkpoint, metrics_table
 
-    configure_runtime(threads, "cpu")  # evaluation runs on the CPU
-    metrics, target = evaluate_checkpoint(runs, card=card, split=split, root=root, output=output, tta=tta, orientation_search=orientation_search)
+    chosen = configure_runtime(threads, device, seed)
+    metrics, target = evaluate_checkpoint(runs, card=card, split=split, root=root, output=output, tta=tta, orientation_search=orientation_search, device=chosen)
     if not quiet:
         Console().print(metrics_table(metrics))
         clinical = clinical_table(metrics)

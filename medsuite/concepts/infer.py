@@ -3,6 +3,7 @@ per case, report.json with the run's energy estimate, through the shared batch r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,28 @@ def find_case_folders(inputs: list[Path], modalities: list[str]):
     return find_cases(inputs, case_kind=lambda p: is_case_folder(p, modalities))
 
 
-def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAULT_MODEL, corrections: list[str] | None = None, resume: bool = False, quiet: bool = False, device: str = "cpu", part: Part = WHOLE) -> int:
+def relative_images(images: dict[str, list[str]], folder: Path, root: Path) -> dict[str, list[str]]:
+    """Image paths inside ``root`` made relative to ``folder`` (where prediction.json lies, the viewer's base
+    for relative names), so a results folder moved as a whole keeps its images; others stay absolute."""
+    root, base = root.resolve(), folder.resolve()
+    return {m: [os.path.relpath(p, base) if Path(p).resolve().is_relative_to(root) else p for p in paths] for m, paths in images.items()}
+
+
+def classify_cases(
+    inputs: list[Path],
+    output: Path,
+    *,
+    model_path: Path = DEFAULT_MODEL,
+    corrections: list[str] | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    device: str = "cpu",
+    part: Part = WHOLE,
+    portable_root: Path | None = None,
+) -> int:
     """Classify case folders into OUTPUT/<case>/prediction.json (+ explanation.png) and OUTPUT/report.json;
-    returns the batch exit code (0 all done, 1 some case failed)."""
+    returns the batch exit code (0 all done, 1 some case failed). ``portable_root``: a folder moved as a
+    whole with the results (the demo's), inside which images are named by relative paths."""
     from medsuite.batch import run_batch
     from medsuite.concepts.explain import intervene, parse_corrections, plot_explanation
     from medsuite.concepts.pipeline import ConceptModel
@@ -69,6 +89,8 @@ def classify_cases(inputs: list[Path], output: Path, *, model_path: Path = DEFAU
         if wanted:
             prediction = intervene(prediction, wanted)
         folder = output / case.name
+        if portable_root is not None:
+            prediction["images"] = relative_images(prediction["images"], folder, portable_root)
         write_json(folder / "prediction.json", prediction)
         plot_explanation(prediction, folder / "explanation.png")
         return {

@@ -56,7 +56,7 @@ class ConceptsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     data: DataSection = Field(default_factory=DataSection)
     classes: list[str] = Field(min_length=2)
-    vocabulary: str = "concepts_vocabulary.yaml"
+    vocabulary: str | None = Field(None, description="concept vocabulary YAML, relative to the pipeline file; null: the shipped one (medsuite/concepts/vocabulary.yaml)")
     synthetic: SyntheticSection = Field(default_factory=SyntheticSection)
     image_size: int = Field(64, ge=16)
     backbone: EncoderSpec
@@ -67,6 +67,8 @@ def load_concepts_pipeline(name_or_path: str | Path) -> tuple[ConceptsConfig, Vo
     """The pipeline (a shipped name or a path) and its vocabulary, found relative to the pipeline file."""
     path = pipeline_path(name_or_path)
     config = load_pipeline(path, ConceptsConfig)
+    if config.vocabulary is None:
+        return config, load_vocabulary()
     vocab_path = Path(config.vocabulary)
     return config, load_vocabulary(vocab_path if vocab_path.is_absolute() else path.parent / vocab_path)
 

@@ -1,20 +1,22 @@
 """The concept vocabulary: per-modality findings, their synonyms and (for the synthetic cohort) priors.
 
-It is data (the shipped ``medsuite/pipelines/concepts_vocabulary.yaml``) so that a clinician can edit it without code.
+It is data (the shipped ``medsuite/concepts/vocabulary.yaml``, package data beside this module, not a
+pipeline) so that a clinician can edit it without code.
 A concept's full name is ``"<modality>:<name>"``, e.g. ``"US:acoustic hollowing"``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medsuite.config import PIPELINES_DIR, read_yaml, validation_problems
+from medsuite.config import read_yaml, validation_problems
 from medsuite.errors import MedsuiteError
 
-DEFAULT_VOCABULARY = PIPELINES_DIR / "concepts_vocabulary.yaml"
+DEFAULT_VOCABULARY = Path(str(resources.files("medsuite.concepts") / "vocabulary.yaml"))  # from any folder, and from a wheel
 
 
 class ModalityEntry(BaseModel):

@@ -114,11 +114,14 @@ class DataCard(Strict):
         return self
 
     def data_root(self, override: str | Path | None = None) -> Path | None:
-        """Where the files are: --root, then $MEDSUITE_DATA_<ID>, then the card (relative to the repo)."""
-        chosen = override or os.environ.get(f"MEDSUITE_DATA_{self.id.upper()}") or self.layout.root
-        if chosen is None:
+        """Where the files are: --root, then $MEDSUITE_DATA_<ID> (a user's paths: relative to the current
+        folder), then the card's layout.root (relative to the folder above the package: the repository root)."""
+        given = override or os.environ.get(f"MEDSUITE_DATA_{self.id.upper()}")
+        if given:
+            return Path(given).expanduser().resolve()
+        if self.layout.root is None:
             return None
-        path = Path(chosen).expanduser()
+        path = Path(self.layout.root).expanduser()
         return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 

@@ -3,5 +3,5 @@
 Modules: ``config`` (pipeline YAML schema), ``spatial`` (warping, velocity integration, Jacobians,
 world-space composition), ``prealign`` (SimpleITK affine), ``losses``, ``networks`` (mask generator,
 inpainter, symmetric velocity net), ``instance`` (instance optimisation on one pair), ``train``
-(co-learning trainer), ``inference`` (``register_pair``: the ``medsuite register`` command's work).
+(the two-stage trainer), ``inference`` (``register_pair``: the ``medsuite register`` command's work).
 """

@@ -22,7 +22,7 @@ import torch
 from medsuite.data.cards import DataCard, load_card
 from medsuite.data.datasets import discover_records
 from medsuite.data.samples import target_grid
-from medsuite.data.transforms import IMAGE, LABEL
+from medsuite.data.transforms import IMAGE, LABEL, normalise_intensity
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d
 from medsuite.registration.config import RegistrationConfig
@@ -46,22 +46,18 @@ def regrid(volume: Volume, resolution_mm: float) -> Volume:
 def generated_pairs(config: RegistrationConfig) -> list[Pair]:
     """``config.train.pairs`` MNI152 pathological pairs (seeds 1000 + 1000 * seed + i) at the training resolution."""
     from medsuite.data.samples import make_pathological_pair
-    from medsuite.registration.inference import normalise
-
     pairs = []
     identity = sitk.AffineTransform(3)  # the pair's own affines undo its world rotation
     for index in range(config.train.pairs):
         pair = make_pathological_pair(1000 + config.train.seed * 1000 + index, resolution_mm=config.train.resolution_mm)
         moving = resample_moving(pair.moving, pair.fixed, identity)
         lesion = resample_moving(pair.lesion_mask, pair.fixed, identity, nearest=True)
-        pairs.append((_tensor(normalise(pair.fixed.array)[0]), _tensor(normalise(moving)[0]), _tensor(lesion)))
+        pairs.append((_tensor(normalise_intensity(pair.fixed.array, config.intensity)), _tensor(normalise_intensity(moving, config.intensity)), _tensor(lesion)))
     return pairs
 
 
 def card_pairs(card: DataCard, root: str | Path | None, config: RegistrationConfig) -> list[Pair]:
     """The card's (fixed, moving, labels) files, pre-aligned and resampled, at most ``config.train.pairs``."""
-    from medsuite.registration.inference import normalise
-
     data_root = card.data_root(root)
     keys = card.layout.keys
     if ("fixed" in keys) == ("fixed_dir" in keys):
@@ -80,7 +76,7 @@ def card_pairs(card: DataCard, root: str | Path | None, config: RegistrationConf
         if LABEL in record:
             labels = resample_moving(read_3d(record[LABEL]), grid, prealign, nearest=True)
         fixed_array = resample_moving(fixed, grid, identity)
-        pairs.append((_tensor(normalise(fixed_array)[0]), _tensor(normalise(moved)[0]), _tensor(labels > 0)))
+        pairs.append((_tensor(normalise_intensity(fixed_array, config.intensity)), _tensor(normalise_intensity(moved, config.intensity)), _tensor(labels > 0)))
     return pairs
 
 

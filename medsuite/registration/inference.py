@@ -7,6 +7,7 @@ as one ITK displacement field (fixed world point -> moving world point, LPS mm).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
+from medsuite.data.transforms import intensity_bounds, normalise_intensity
 from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, require_finite, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.instance import model_grid, optimise_in_content_box
@@ -64,14 +66,6 @@ class Registration:
     def warp_moving(self, array: np.ndarray, *, nearest: bool = False) -> np.ndarray:
         """Any moving-grid array (labels, another contrast) through the total transform."""
         return resample_moving(self.moving.with_array(array), self.fixed, self.transform(), nearest=nearest)
-
-
-def normalise(array: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Robust [0, 1] scaling (1st-99.5th percentile of non-zero voxels), so intensity scales do not matter."""
-    content = array[array != 0] if np.any(array != 0) else array.ravel()
-    low, high = np.percentile(content, [1.0, 99.5])
-    high = high if high > low else low + 1.0
-    return np.clip((array - low) / (high - low), 0.0, 1.5).astype(np.float32), float(low), float(high)
 
 
 def clean_mask(probability: np.ndarray) -> np.ndarray:
@@ -126,9 +120,11 @@ def register_volumes(
     use_segmentation: bool = True,
     use_inpainting: bool = True,
     lesion_mask: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
 ) -> Registration:
     """``lesion_mask`` (moving grid, non-zero = lesion): a known lesion, masked out of the cost function and
-    written back as given; no mask is generated."""
+    written back as given; no mask is generated. ``device``: where the networks and the instance optimisation
+    run (``medsuite.runtime.resolve_device``); pre-alignment and outputs stay on the CPU."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     prealign = affine_prealign(fixed, moving, iterations=config.prealign_iterations, seed=seed)
@@ -139,15 +135,18 @@ def register_volumes(
     seconds["prealign"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fixed_n, _, _ = normalise(np.asarray(fixed.array, dtype=np.float32))
-    moving_n, low, high = normalise(premoved)
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None]  # noqa: E731
+    fixed_n = normalise_intensity(np.asarray(fixed.array, dtype=np.float32), config.intensity)
+    moving_n = normalise_intensity(premoved, config.intensity)
+    low, high = (float(v) for v in intensity_bounds(premoved, config.intensity))  # to scale the fill back
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)  # noqa: E731
+    model = model.to(device) if model is not None else None
     torch.manual_seed(seed)
     voxel_mm = float(np.mean(fixed.spacing))
     result = optimise_in_content_box(
         as_tensor(fixed_n), as_tensor(moving_n), config, model=model, steps=steps, use_segmentation=use_segmentation, use_inpainting=use_inpainting, voxel_mm=voxel_mm,
         given_lesion=None if given is None else as_tensor(given),
     )
+    result = dataclasses.replace(result, **{name: getattr(result, name).cpu() for name in ("forward", "inverse", "lesion", "inpainted")})
     seconds["deformable"] = time.perf_counter() - start
     region = (slice(None), slice(None), *(result.box or ()))
     energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1)[region], voxel_mm)
@@ -201,7 +200,7 @@ def load_model(checkpoint: str | Path | None, config: RegistrationConfig) -> tup
 
     loaded = load_checkpoint_model(checkpoint, "registration")
     trained = loaded.config
-    return loaded.model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels})
+    return loaded.model, config.model_copy(update={"backbone": trained.backbone, "decoder_channels": trained.decoder_channels, "intensity": trained.intensity})
 
 
 def default_output_dir(moving: Path) -> Path:
@@ -223,6 +222,7 @@ def register_files(
     output_formats: list[str] | None = None,
     loaded: tuple[GIRNet | None, RegistrationConfig] | None = None,
     lesion_mask: Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Path, dict]:
     """Read, register, write the result folder; returns (folder, report). ``output_formats`` adds the lesion
     mask as DICOM-SEG / RTSTRUCT of a DICOM moving series (medsuite.export.formats). ``loaded``: ``load_model``'s
@@ -253,7 +253,7 @@ def register_files(
     refuse_replacing_others(out_dir, written)
 
     model, config = loaded if loaded is not None else load_model(checkpoint, config)
-    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed, lesion_mask=None if given is None else np.asarray(given.array))
+    result = register_volumes(fixed, moving, config, model=model, steps=steps, seed=seed, lesion_mask=None if given is None else np.asarray(given.array), device=device)
     for name, values in (("warped image", result.warped), ("inpainted image", result.inpainted), ("displacement field", result.ddf_lps), ("Jacobian", result.jacobian)):
         require_finite(values, moving_path, name)  # a NaN field is a failed registration, not a result
     manifest = Manifest(out_dir)
@@ -275,6 +275,7 @@ def register_files(
     parameters = {
         "steps": steps if steps is not None else sum(config.instance.steps),
         "seed": seed,
+        "device": str(device),
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "lesion_mask": str(Path(lesion_mask).resolve()) if lesion_mask else None,
         "config": config.model_dump(mode="json"),

@@ -158,7 +158,7 @@ def warm_start(model: GIRNet | None, fixed: torch.Tensor, moving: torch.Tensor, 
     nets run on the grid they were trained on (their voxel size), resampled to ``shape``. Logits come only
     when ``prior_logit`` is given and are floored there, so the instance stage can still grow a missed lesion."""
     if model is None:
-        return torch.zeros(1, 3, *shape), None
+        return torch.zeros(1, 3, *shape, device=fixed.device), None
     own = model_grid(model, tuple(fixed.shape[2:]), voxel_mm)
     f, m = resize_image(fixed, own), resize_image(moving, own)
     with torch.no_grad(), one_thread():
@@ -184,12 +184,12 @@ def grow_lesion(moving: torch.Tensor, lesion: torch.Tensor, guide: torch.Tensor,
     seeds = lesion >= 0.5
     _, healthy = healthy_fill(moving, seeds.float(), guide, head)
     difference = (moving - healthy).abs() * head
-    gap, own = box_mean(difference, 3)[0, 0].numpy(), difference[0, 0].numpy()
+    gap, own = box_mean(difference, 3)[0, 0].cpu().numpy(), difference[0, 0].cpu().numpy()  # scipy labels on the CPU
     regions, _ = ndimage.label(gap > threshold)
-    strong = seeds[0, 0].numpy() | (gap > 2 * threshold)
+    strong = seeds[0, 0].cpu().numpy() | (gap > 2 * threshold)
     keep = np.unique(regions[strong & (regions > 0)])
     grown = ndimage.binary_fill_holes(np.isin(regions, keep) & (regions > 0) & (own > 0.75 * threshold))
-    return torch.from_numpy(grown.astype(np.float32))[None, None]
+    return torch.from_numpy(grown.astype(np.float32))[None, None].to(lesion.device)
 
 
 def optimise_pair(
@@ -222,7 +222,7 @@ def optimise_pair(
         window = outline_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
             velocity, logits = warm_start(model, fixed, moving, shape, io.lesion_prior_logit if io.generator_start else None, voxel_mm)
-            logits = logits if logits is not None else torch.full((1, 1, *shape), io.lesion_prior_logit)
+            logits = logits if logits is not None else torch.full((1, 1, *shape), io.lesion_prior_logit, device=fixed.device)
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
         # The mask learns on one level (coarser, a lesion is a few blurred voxels; finer, the generation
         # terms cost most of a full-resolution step) and stays fixed on the finer levels after it.

@@ -173,6 +173,7 @@ def register_pairs(
     resume: bool = False,
     quiet: bool = False,
     part: Part = WHOLE,
+    device: str = "cpu",
 ) -> int:
     """Register every pair (or one job-array ``part`` of them) into OUTDIR/<id>/; returns the exit code (0 all
     done, 1 some pair failed)."""
@@ -188,7 +189,7 @@ def register_pairs(
         spec = by_id[case.name]
         try:
             _check_fixed_labels(spec)
-            _, report = register_files(spec.fixed, spec.moving, out_dir / spec.id, config, moving_labels=spec.moving_labels, checkpoint=checkpoint, steps=steps, seed=seed, loaded=loaded, lesion_mask=spec.lesion_mask)
+            _, report = register_files(spec.fixed, spec.moving, out_dir / spec.id, config, moving_labels=spec.moving_labels, checkpoint=checkpoint, steps=steps, seed=seed, loaded=loaded, lesion_mask=spec.lesion_mask, device=device)
         except MedsuiteError as exc:
             failures[spec.id] = exc.line()
             raise
@@ -197,7 +198,7 @@ def register_pairs(
             raise
         return {"fixed": str(spec.fixed.resolve()), "folding_percent": report["folding_percent"], "lesion_volume_ml": report["lesion_volume_ml"]}
 
-    parameters = {"pairs": len(pairs), "steps": steps, "seed": seed, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
+    parameters = {"pairs": len(pairs), "steps": steps, "seed": seed, "device": str(device), "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
     code = run_batch(
         [Case(spec.id, spec.moving) for spec in pairs],
         out_dir,

@@ -1,4 +1,5 @@
-"""Co-learning trainer: per iteration one step for each module with the other two frozen (GIRNet).
+"""GIRNet's trainer, in two stages: the velocity net alone on the plain images (``train.registration_warmup``
+iterations), then the inpainter and the mask generator, each one step per iteration on the frozen net's guides.
 
 Pairs come from the pipeline's data card (``medsuite.registration.data``: generated MNI152 pathological
 pairs, or real pairs listed by a card). No label is used for training; a known lesion only reports the
@@ -39,35 +40,29 @@ def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Te
     return hole
 
 
-def co_learning_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator, *, registration_only: bool = False, registration_frozen: bool = False) -> dict[str, float]:
-    """One step per module, the other two frozen. ``registration_only`` (the warm-up): the velocity net alone on
-    the plain patient image. An untrained generator's masks hide tissue from the registration loss (the
-    inpainter fills it from the guide, which then matches any field), and the net learned fields worse than none.
-    ``registration_frozen`` (the staged schedule after its warm-up): the velocity net only provides the guide."""
+def training_step(model: GIRNet, optimisers: dict, batch, config: RegistrationConfig, generator: torch.Generator, *, registration: bool) -> dict[str, float]:
+    """``registration`` (the first stage): one step of the velocity net on the plain patient image. An untrained
+    generator's masks hide tissue from the registration loss (the inpainter fills it from the guide, which then
+    matches any field), so the mask never joins this stage. Otherwise one step each of the inpainter and the mask
+    generator, the velocity net frozen: it only provides the guide."""
     fixed, moving, _ = batch
     weights = config.losses
     window = head_window(config.train.resolution_mm)  # ~20 mm at any training resolution
     losses = {}
 
-    # Registration: the inpainted patient image vs the atlas, mask and inpainter frozen.
-    with torch.no_grad():
-        mask = None if registration_only else torch.sigmoid(model.lesion_logits(moving))
-    with torch.set_grad_enabled(not registration_frozen):
+    with torch.set_grad_enabled(registration):
         velocity = model.velocity(moving, fixed)
         forward, inverse = model.flows(velocity)
         guide = warp(fixed, inverse)
-    if not registration_frozen:
-        with torch.no_grad():
-            patient = moving if mask is None else model.inpaint(moving, mask, guide)
-        loss = weights.similarity * masked_lncc_loss(warp(patient, forward), fixed, window)
-        loss = loss + weights.symmetric * masked_lncc_loss(guide, patient, window) + weights.smooth * smoothness_loss(velocity)
+    if registration:  # the registration loss: NCC both ways and a smooth velocity
+        loss = weights.similarity * masked_lncc_loss(warp(moving, forward), fixed, window)
+        loss = loss + weights.symmetric * masked_lncc_loss(guide, moving, window) + weights.smooth * smoothness_loss(velocity)
         optimisers["reg"].zero_grad(set_to_none=True)
         loss.backward()
         optimisers["reg"].step()
-        losses["reg"] = float(loss.detach())
-    if registration_only:
-        return losses
-    guide = guide.detach()
+        return {"reg": float(loss.detach())}
+    with torch.no_grad():
+        mask = torch.sigmoid(model.lesion_logits(moving))
 
     # Inpainting: fill a random hidden box of the patient image from its surroundings and the guide.
     hole = _random_hole(tuple(moving.shape[2:]), generator) * (1 - mask)
@@ -119,7 +114,7 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         name: torch.optim.AdamW(module.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
         for name, module in (("reg", model.velocity_net), ("inp", model.inpainter), ("gen", model.mask_generator))
     }
-    for optimiser in optimisers.values():  # co-learning steps modules through methods, not forward(): no DDP hooks
+    for optimiser in optimisers.values():  # the trainer steps modules through methods, not forward(): no DDP hooks
         ctx.average_gradients(optimiser)
     start = 0
     if resume and (run_dir / CHECKPOINT).is_file():
@@ -137,9 +132,7 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
     for iteration in range(start, config.train.iterations):
         pair = int(torch.randint(len(pairs), (1,), generator=generator))
         batch = pairs[pair]
-        warming_up = iteration < config.train.registration_warmup
-        frozen = config.train.schedule == "staged" and not warming_up
-        losses = co_learning_step(model, optimisers, batch, config, generator, registration_only=warming_up, registration_frozen=frozen)
+        losses = training_step(model, optimisers, batch, config, generator, registration=iteration < config.train.registration_warmup)
         for value in losses.values():
             require_finite_loss(value, step=iteration + 1, cases=[f"pair {pair}"], run=run_dir, kept=run_dir / CHECKPOINT)
         record = {"iteration": iteration + 1, **losses, "seconds": round(time.perf_counter() - began, 2)}

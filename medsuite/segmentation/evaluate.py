@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.table import Table
 
 from medsuite.data.cards import load_card
 from medsuite.data.datasets import make_dataset
 from medsuite.data.transforms import load_transforms
 from medsuite.errors import MedsuiteError
-from medsuite.io import write_json
+from medsuite.io import check_output_dir, write_json
 from medsuite.provenance import new_report
 from medsuite.segmentation import cardiac
 from medsuite.segmentation.metrics import (
@@ -99,22 +100,25 @@ def evaluate_checkpoint(
     card: str | None = None,
     split: str = "test",
     root: str | Path | None = None,
-    output: str | Path | None = None,
+    output: str | Path,
     tta: bool = True,
     orientation_search: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[dict[str, Any], Path]:
+    """The ensemble of ``runs`` on ``card``'s ``split``; writes ``output``/metrics.json (never beside the
+    checkpoints: the shipped model lies inside the installed package)."""
     if split not in {"train", "val", "test", "all"}:
         raise MedsuiteError("--split", f"unknown split {split!r}", "use train, val, test or all")
     paths = resolve_checkpoints(runs)
-    ensemble = load_ensemble(paths)
+    target = check_output_dir(output) / "metrics.json"  # before minutes of work, not after
+    ensemble = load_ensemble(paths, device)
     first = ensemble[0]
     data_card = load_card(card or first.card or first.config.data.card)
     transform = load_transforms(data_card, orientation=None, rule=first.intensity)
     volumes = make_dataset(data_card, None if split == "all" else split, root=root or first.config.data.root, transform=transform)
     metrics = evaluate_volumes([(m.model, m.config) for m in ensemble], volumes, first.labels, tta=tta, orientation_search=orientation_search)
-    report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta, "orientation_search": orientation_search})
+    report = new_report("evaluate segmentation", parameters={"checkpoints": [str(p) for p in paths], "card": data_card.id, "split": split, "tta": tta, "orientation_search": orientation_search, "device": str(device)})
     report.update(metrics)
-    target = Path(output) / "metrics.json" if output else (paths[0].parent / "metrics.json")
     write_json(target, report)
     return report, target
 
