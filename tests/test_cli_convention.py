@@ -3,11 +3,17 @@ model-running commands share --device, --threads, --seed and --quiet (batch comm
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+import torch
 import typer
 
 from medsuite.cli import _build
 
-MODEL_RUNNING = {"register", "segment", "pretrain", "classify", "evaluate segmentation"}
+# the demo is not here: it runs fixed seeds on the CPU so that every machine gets the README's figures
+MODEL_RUNNING = {"register", "segment", "pretrain", "classify", "evaluate segmentation", "train segmentation", "train registration", "train concepts"}
 BATCH = {"segment", "classify", "register"}
 
 
@@ -42,3 +48,12 @@ def test_model_running_and_batch_commands_share_the_runtime_options():
         assert {"--device", "--threads", "--seed", "--quiet"} <= options, path
     for path in BATCH:
         assert "--continue" in {opt for param in commands[path].params for opt in param.opts}, path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", [["train", "registration"], ["train", "concepts"]])
+def test_trainers_take_the_device_and_refuse_a_missing_one_before_any_work(tmp_path, command):
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "medsuite.cli", *command, "--device", "cuda", "-o", str(run)], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--device" in result.stderr
+    assert not run.exists()

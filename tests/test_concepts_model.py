@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -150,9 +151,10 @@ def test_tiny_training_run_writes_model_and_figures(tmp_path):
     pipeline.write_text(yaml.safe_dump(config))
     from medsuite.concepts.train import train_concepts
 
-    report = train_concepts(pipeline, tmp_path / "run")
+    report = train_concepts(pipeline, tmp_path / "run", device="cpu", seed=3)  # --device and --seed of the command
     test = report["test"]
     assert report["kind"] == "train concepts" and (tmp_path / "run" / "model.pt").is_file()
+    assert report["parameters"]["train"]["seed"] == 3
     assert test["patients"] == 30 and test["extraction"]["precision"] > 0.9 and test["extraction"]["recall"] > 0.9
     assert 0 <= test["f1_cbm_sequential"] <= 1 and 0 <= test["f1_cbm_joint"] <= 1 and set(test["f1_without_modality"]) == {"FA", "ICGA", "US"}
     assert 0.0 < test["concept_auc_sequential"] <= 1.0
@@ -175,3 +177,25 @@ def test_training_from_hospital_folders_via_the_cti_card(tmp_path, vocabulary):
     assert report["data_card"] == "choroid_cti" and report["synthetic"] is False
     assert report["test"]["patients"] == 6  # 20% of 30 patients, split by patient
     assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_the_intensity_rule_is_the_models_and_old_checkpoints_keep_the_one_they_trained_with(tmp_path):
+    """A NIfTI picture is scaled by the rule in the model's checkpoint; the shipped checkpoint, saved before the
+    rule was stored, validates with the rule it was trained with (0.5-99.5th percentile)."""
+    from medsuite.concepts.data import read_picture
+    from medsuite.concepts.infer import DEFAULT_MODEL
+    from medsuite.concepts.pipeline import ConceptModel
+    from medsuite.data.transforms import IntensityRule
+    from medsuite.io import write_nifti
+
+    shipped = ConceptModel.load(DEFAULT_MODEL)
+    assert shipped.config.intensity == IntensityRule(kind="percentile", lower=0.5, upper=99.5)
+    custom = shipped.config.model_copy(update={"intensity": IntensityRule(kind="minmax")})
+    dataclasses.replace(shipped, config=custom).save(tmp_path / "model.pt")
+    assert ConceptModel.load(tmp_path / "model.pt").config.intensity.kind == "minmax"
+    picture = np.random.default_rng(0).gamma(2.0, 50.0, (32, 32, 1)).astype(np.float32)
+    picture[0, 0] = 1e5  # one hot pixel: min-max scaling darkens the rest, percentiles ignore it
+    write_nifti(tmp_path / "phase0.nii.gz", picture, np.eye(4))
+    by_percentile = read_picture(tmp_path / "phase0.nii.gz", 32, shipped.config.intensity)
+    by_minmax = read_picture(tmp_path / "phase0.nii.gz", 32, IntensityRule(kind="minmax"))
+    assert by_percentile.mean() > 0.2 > 0.01 > by_minmax.mean()

@@ -111,3 +111,14 @@ def test_a_users_root_is_relative_to_the_current_folder_a_cards_to_the_repositor
     assert card.data_root() == tmp_path.resolve() / "elsewhere"
     monkeypatch.delenv("MEDSUITE_DATA_MNMS_MULTIVIEW")
     assert card.data_root() == (REPO_ROOT / card.layout.root).resolve()
+
+
+def test_code_defaults_equal_the_shipped_yaml_of_single_pipeline_tasks():
+    """A library user calling RegistrationConfig() or PretextConfig() gets what the commands get from the YAML
+    (pretext's sources excepted: which data to pretrain on has no default outside a pipeline)."""
+    from medsuite.pretext.pretrain import PretextConfig
+    from medsuite.registration.config import RegistrationConfig
+
+    assert RegistrationConfig() == load_pipeline("registration_girnet", RegistrationConfig)
+    shipped = load_pipeline("pretext_cardiac", PretextConfig)
+    assert PretextConfig(sources=shipped.sources) == shipped

@@ -77,15 +77,17 @@ def train(
     pipeline: str = typer.Option("concepts_choroid", "--pipeline", help="Concepts pipeline YAML, or a shipped pipeline's name."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (model.pt, report.json)."),
     root: Path | None = typer.Option(None, "--root", help="Data folder of a non-synthetic card (e.g. choroid_cti)."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda: where the modality encoders learn (default cpu: the shipped model's; the CAVs and bottleneck always fit on the CPU)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the summary line."),
 ) -> None:
     """Train the sequential and joint concept bottleneck models and the black-box baseline."""
     from medsuite.concepts.train import train_concepts
     from medsuite.runtime import configure_runtime
 
-    configure_runtime(threads)
-    report = train_concepts(pipeline, output, root, log=None if quiet else console.print)
+    chosen = configure_runtime(threads, device)
+    report = train_concepts(pipeline, output, root, log=None if quiet else console.print, device=str(chosen), seed=seed)
     if not report:  # under torchrun, a rank other than 0: rank 0 writes and reports
         return
     t = report["test"]

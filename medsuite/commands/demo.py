@@ -21,7 +21,10 @@ def demo(
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the results folder (and any part's error)."),
 ) -> None:
-    """Run every pipeline on the embedded samples and write a results folder to open in the viewer."""
+    """Run every pipeline on the embedded samples and write a results folder to open in the viewer.
+
+    The demo runs on the CPU with each part's fixed seed (no --device or --seed), so every machine gets the
+    figures the README shows."""
     from medsuite.io import write_json
     from medsuite.provenance import new_report
     from medsuite.runtime import configure_runtime

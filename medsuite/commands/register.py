@@ -87,6 +87,7 @@ def train_registration(
     iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the pipeline's iterations."),
     seed: int | None = typer.Option(None, "--seed", help="Override the pipeline's seed."),
     root: Path | None = typer.Option(None, "--root", help="Data folder of the pipeline's data card (default: the card's)."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda (default cpu: where the shipped model trained; the 4 mm networks are small)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -100,10 +101,10 @@ def train_registration(
     config = _config(pipeline)
     updates = {k: v for k, v in {"iterations": iterations, "seed": seed}.items() if v is not None}
     config = config.model_copy(update={"train": config.train.model_copy(update=updates)})
-    configure_runtime(threads)
+    chosen = configure_runtime(threads, device)
     with Progress(disable=quiet or not is_main_process()) as progress:  # torchrun: rank 0 shows it
         task = progress.add_task("training", total=config.train.iterations)
-        final = train(config, output, resume=resume, root=root, progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
+        final = train(config, output, resume=resume, root=root, device=str(chosen), progress=lambda i, losses: progress.update(task, completed=i, description=" ".join(f"{k} {v:.3f}" for k, v in losses.items())))
     if is_main_process():
         Console(highlight=False).print(f"checkpoint: [bold]{final}[/bold]")
 

@@ -33,7 +33,7 @@ def first_case_energy(model, cases) -> dict[str, Any] | None:
 
     for case in cases:
         try:
-            images = load_case(case.path, model.vocabulary, model.config.image_size)[0]
+            images = load_case(case.path, model.vocabulary, model.config.image_size, model.config.intensity)[0]
         except (MedsuiteError, OSError, ValueError):
             continue
         return patient_energy(model, images)

@@ -109,15 +109,16 @@ def train_modality_net(net: ModalityNet, images: np.ndarray, labels: np.ndarray,
     n, phases = images.shape[:2]
     x = torch.from_numpy(images.reshape(n * phases, 1, *images.shape[2:]))
     y = torch.from_numpy(np.repeat(labels, phases)).long()
-    weights = class_weights(labels, net.head.out_features)
+    device = next(net.parameters()).device  # the data stay on the CPU; each batch goes to the net
+    weights = class_weights(labels, net.head.out_features).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # a CPU generator: the same draws on any device
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         batch = x[idx]
         flip = torch.rand(len(idx), generator=generator) < 0.5  # fundus and B-scan have no preferred left/right
-        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-        return F.cross_entropy(net(batch), y[idx], weight=weights)
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch).to(device)
+        return F.cross_entropy(net(batch), y[idx].to(device), weight=weights)
 
     return fit_minibatches(net, optimiser, batch_loss, len(x), epochs=epochs, batch_size=batch_size, generator=generator)
 
@@ -218,7 +219,7 @@ class JointCBM(nn.Module):
 
     def scores(self, images: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         n = len(present)
-        out = torch.zeros(n, self.n_concepts)
+        out = torch.zeros(n, self.n_concepts, device=present.device)
         for m, modality in enumerate(self.modalities):
             if modality not in images or not self.index[modality]:
                 continue
@@ -235,7 +236,8 @@ class JointCBM(nn.Module):
 
 
 def train_joint(model: JointCBM, images: dict[str, np.ndarray], labels: np.ndarray, positive: np.ndarray, usable: np.ndarray, present: np.ndarray, *, epochs: int, batch_size: int, lr: float, concept_weight: float, dropout: float, seed: int) -> list[float]:
-    weights = class_weights(labels, model.bottleneck.bias.shape[0])
+    device = model.bottleneck.bias.device  # the data stay on the CPU; each batch goes to the model
+    weights = class_weights(labels, model.bottleneck.bias.shape[0]).to(device)
     generator = torch.Generator().manual_seed(seed)
     # the bottleneck starts at zero and must move far; the pretrained encoders only need a nudge
     heads = [*model.bottleneck.parameters(), *model.concept_heads.parameters()]
@@ -244,13 +246,13 @@ def train_joint(model: JointCBM, images: dict[str, np.ndarray], labels: np.ndarr
     y, pos, use, pres = (torch.from_numpy(a) for a in (labels.astype(np.int64), positive.astype(np.float32), usable.astype(np.float32), present))
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        keep = drop_modalities(pres[idx], dropout, generator)
-        logits, s = model({m: t[idx] for m, t in tensors.items()}, keep)
+        keep = drop_modalities(pres[idx], dropout, generator).to(device)
+        logits, s = model({m: t[idx].to(device) for m, t in tensors.items()}, keep)
         seen = torch.zeros_like(s, dtype=torch.bool)
         for m, modality in enumerate(model.modalities):
             seen[:, model.index[modality]] = keep[:, m : m + 1]
-        mask = use[idx] * seen.float()
-        concept_loss = (F.binary_cross_entropy_with_logits(s, pos[idx], reduction="none") * mask).sum() / mask.sum().clamp(min=1)
-        return F.cross_entropy(logits, y[idx], weight=weights) + concept_weight * concept_loss
+        mask = use[idx].to(device) * seen.float()
+        concept_loss = (F.binary_cross_entropy_with_logits(s, pos[idx].to(device), reduction="none") * mask).sum() / mask.sum().clamp(min=1)
+        return F.cross_entropy(logits, y[idx].to(device), weight=weights) + concept_weight * concept_loss
 
     return fit_minibatches(model, optimiser, batch_loss, len(y), epochs=epochs, batch_size=batch_size, generator=generator)

@@ -19,6 +19,7 @@ from medsuite.concepts.cohort import Cohort
 from medsuite.concepts.synthetic import generate_cohort
 from medsuite.concepts.vocabulary import Vocabulary, load_vocabulary
 from medsuite.config import load_pipeline, pipeline_path
+from medsuite.data.transforms import IntensityRule
 
 KIND = "concepts"
 
@@ -59,6 +60,11 @@ class ConceptsConfig(BaseModel):
     vocabulary: str | None = Field(None, description="concept vocabulary YAML, relative to the pipeline file; null: the shipped one (medsuite/concepts/vocabulary.yaml)")
     synthetic: SyntheticSection = Field(default_factory=SyntheticSection)
     image_size: int = Field(64, ge=16)
+    # Checkpoints from before this field validate with its default, which is the rule they were trained with.
+    intensity: IntensityRule = Field(
+        default_factory=lambda: IntensityRule(kind="percentile", lower=0.5, upper=99.5),
+        description="how pictures without a bit depth (NIfTI, MHA, NRRD, DICOM) are scaled to 0-1; PNG/JPEG/TIFF are divided by their maximum value",
+    )
     backbone: EncoderSpec
     train: TrainSection = Field(default_factory=TrainSection)
 
@@ -88,8 +94,8 @@ def training_cohorts(config: ConceptsConfig, vocabulary: Vocabulary, root: str |
     from medsuite.data.datasets import discover_records, split_records
 
     splits = split_records(card, discover_records(card, root or config.data.root))
-    train = cohort_from_records(splits["train"] + splits["val"], vocabulary, config.classes, config.image_size)
-    return train, cohort_from_records(splits["test"], vocabulary, config.classes, config.image_size)
+    train = cohort_from_records(splits["train"] + splits["val"], vocabulary, config.classes, config.image_size, config.intensity)
+    return train, cohort_from_records(splits["test"], vocabulary, config.classes, config.image_size, config.intensity)
 
 
 @dataclass
@@ -208,16 +214,19 @@ def _columns(vocabulary: Vocabulary) -> list[list[int]]:
     return [vocabulary.of_modality(m) for m in vocabulary.modalities]
 
 
-def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=print) -> ConceptModel:
-    """Sequential CBM (encoders -> CAVs -> bottleneck), black box and joint CBM on one training cohort."""
+def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=print, device: str = "cpu") -> ConceptModel:
+    """Sequential CBM (encoders -> CAVs -> bottleneck), black box and joint CBM on one training cohort.
+
+    The networks learn on ``device`` (auto | cpu | cuda); the CAVs and bottlenecks are fitted on the CPU, and
+    the model is returned there (``encoders_to`` moves it for inference)."""
     import copy
 
     from medsuite.runtime import seed_everything
 
     t = config.train
     seed_everything(t.seed)
-    ctx = distributed.init("cpu")
-    model = ConceptModel._empty(config, vocabulary, with_joint=False)
+    ctx = distributed.init(device)
+    model = ConceptModel._empty(config, vocabulary, with_joint=False).encoders_to(ctx.device)
     n_classes = len(config.classes)
     positive, usable = report_labels(cohort.reports, vocabulary)
     present = np.ones((len(cohort), len(vocabulary.modalities)), np.float32)
@@ -229,7 +238,7 @@ def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=p
     for m, net in model.nets.items():
         start = time.perf_counter()
         images = torch.from_numpy(cohort.images[m].reshape(-1, 1, *cohort.images[m].shape[2:]))
-        warm_up = net.encoder.warm_up(images, batch_size=t.batch_size, seed=t.seed)  # the backbone's own pretraining, if any
+        warm_up = net.encoder.warm_up(images.to(ctx.device), batch_size=t.batch_size, seed=t.seed)  # the backbone's own pretraining, if any
         if warm_up:
             ctx.broadcast_weights(net.encoder)
             log(f"encoder {m}: warm-up loss {warm_up[0]:.3f} -> {warm_up[-1]:.3f}")
@@ -248,7 +257,8 @@ def fit(config: ConceptsConfig, vocabulary: Vocabulary, cohort: Cohort, *, log=p
     M.train_bottleneck(model.blackbox, torch.from_numpy(model.blackbox_inputs(features, present)), cohort.labels, pres, blocks, n_classes=n_classes, steps=t.bottleneck_steps, lr=t.bottleneck_lr / 5, dropout=t.modality_dropout, seed=t.seed)
     if t.joint_epochs:
         start = time.perf_counter()
-        model.joint = M.JointCBM({m: copy.deepcopy(n) for m, n in model.nets.items()}, model.index, len(vocabulary.concepts), n_classes)
+        model.joint = M.JointCBM({m: copy.deepcopy(n) for m, n in model.nets.items()}, model.index, len(vocabulary.concepts), n_classes).to(ctx.device)
         history = M.train_joint(model.joint, own.images, own.labels, positive[mine], usable[mine], present[mine], epochs=t.joint_epochs, batch_size=t.batch_size // 2 or 1, lr=t.joint_lr, concept_weight=t.concept_loss_weight, dropout=t.modality_dropout, seed=t.seed)
         log(f"joint CBM: loss {history[0]:.3f} -> {history[-1]:.3f} ({time.perf_counter() - start:.0f}s)")
-    return model.eval()
+        model.joint.cpu()
+    return model.encoders_to("cpu").eval()

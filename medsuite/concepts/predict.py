@@ -15,7 +15,7 @@ from medsuite.io import require_finite
 def predict_case(model: ConceptModel, folder: str | Path, name: str | None = None) -> dict:
     """The prediction.json dict for a folder with any subset of the modalities (and an optional report)."""
     folder = Path(folder)
-    images, files, report = load_case(folder, model.vocabulary, model.config.image_size)
+    images, files, report = load_case(folder, model.vocabulary, model.config.image_size, model.config.intensity)
     used = [m for m in model.modalities if m in images]
     present = np.array([[m in images for m in model.modalities]], np.float32)
     features = model.features({m: a[None] for m, a in images.items()})

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 
-def train_concepts(pipeline: str | Path, output: Path, root: Path | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Train from a pipeline (a shipped name or a YAML path) into ``output``; returns report.json's content."""
+def train_concepts(pipeline: str | Path, output: Path, root: Path | None = None, log: Callable[[str], None] | None = None, *, device: str = "cpu", seed: int | None = None) -> dict:
+    """Train from a pipeline (a shipped name or a YAML path) into ``output``; returns report.json's content.
+    ``seed`` overrides the pipeline's ``train.seed``; ``device`` is where the networks learn."""
     from medsuite import distributed
     from medsuite.concepts.evaluate import evaluate
     from medsuite.concepts.infer import patient_energy
@@ -26,12 +27,14 @@ def train_concepts(pipeline: str | Path, output: Path, root: Path | None = None,
     start = time.perf_counter()
     check_output_dir(output, 64 << 20)  # before minutes of training
     config, vocabulary = load_concepts_pipeline(pipeline)
+    if seed is not None:
+        config = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
     train, test = training_cohorts(config, vocabulary, str(root) if root else None)
-    ctx = distributed.init("cpu")
+    ctx = distributed.init(device)
     if not ctx.is_main:  # under torchrun one rank speaks
         log = lambda *_: None  # noqa: E731
     log(f"training on {len(train)} patients (classes {dict(zip(config.classes, map(int, np.bincount(train.labels))))}), testing on {len(test)}")
-    model = fit(config, vocabulary, train, log=log)
+    model = fit(config, vocabulary, train, log=log, device=device)
     output.mkdir(parents=True, exist_ok=True)
     if ctx.enabled:
         distributed.record_run(output, ctx, torch.nn.ModuleList([*model.nets.values(), model.bottleneck, model.blackbox, *([model.joint] if model.joint else [])]))

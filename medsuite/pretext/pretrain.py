@@ -50,8 +50,8 @@ class PretextConfig(BaseModel):
     min_angle_deg: float = Field(5.0, ge=0)
     max_phases: int = Field(4, ge=1, description="cine phases used per view (evenly spaced)")
     weights: dict[Literal["orientation", "location"], float] = Field(default_factory=lambda: {"orientation": 1.0, "location": 1.0})
-    iterations: int = Field(300, ge=1)
-    batch_size: int = Field(8, ge=1)
+    iterations: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
     device: str = "auto"

@@ -31,9 +31,9 @@ CHECKPOINT = "checkpoint.pt"
 FINAL = "girnet.pt"
 
 
-def _random_hole(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """A random box to hide for the inpainter's self-supervised fill."""
-    hole = torch.zeros(1, 1, *shape)
+def _random_hole(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A random box to hide for the inpainter's self-supervised fill (drawn on the CPU generator: the same box on any device)."""
+    hole = torch.zeros(1, 1, *shape, device=device)
     size = [max(2, int(n * 0.25)) for n in shape]
     start = [int(torch.randint(0, n - s, (1,), generator=generator)) for n, s in zip(shape, size)]
     hole[..., start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]] = 1
@@ -65,7 +65,7 @@ def training_step(model: GIRNet, optimisers: dict, batch, config: RegistrationCo
         mask = torch.sigmoid(model.lesion_logits(moving))
 
     # Inpainting: fill a random hidden box of the patient image from its surroundings and the guide.
-    hole = _random_hole(tuple(moving.shape[2:]), generator) * (1 - mask)
+    hole = _random_hole(tuple(moving.shape[2:]), generator, moving.device) * (1 - mask)
     filled = model.inpainter(torch.cat([moving * (1 - hole), hole, guide], dim=1))
     loss = inpainting_loss(filled, moving, hole, weights.inpaint_fore, weights.inpaint_back)
     optimisers["inp"].zero_grad(set_to_none=True)
@@ -102,14 +102,19 @@ def pretrain_hebbian_encoders(model: GIRNet, pairs: list[Pair], seed: int) -> No
         pretrain_on_images(getattr(model, name).encoder, images, batch_size=min(4, len(pairs)), seed=seed)
 
 
-def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None, root: Path | None = None) -> Path:
-    """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl. ``root``: the card's data folder."""
+def train(
+    config: RegistrationConfig, run_dir: Path, *, resume: bool = False, progress: Callable[[int, dict], None] | None = None, root: Path | None = None, device: str = "cpu"
+) -> Path:
+    """Train into ``run_dir``: checkpoint.pt (resumable), girnet.pt (final), log.jsonl. ``root``: the card's data folder.
+
+    ``device`` (auto | cpu | cuda): the shipped model trained on the CPU; under torchrun, gloo ranks on the CPU
+    or one nccl rank per GPU."""
     check_output_dir(run_dir, 64 << 20)  # before any training: two checkpoints and a log
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = distributed.init("cpu")  # GIRNet trains on the CPU: under torchrun, gloo ranks, one per process
+    ctx = distributed.init(device)
     torch.manual_seed(config.train.seed)
     generator = torch.Generator().manual_seed(config.train.seed + ctx.rank)  # ranks draw their own pairs and holes
-    model = GIRNet(config)
+    model = GIRNet(config).to(ctx.device)
     optimisers = {
         name: torch.optim.AdamW(module.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
         for name, module in (("reg", model.velocity_net), ("inp", model.inpainter), ("gen", model.mask_generator))
@@ -118,12 +123,12 @@ def train(config: RegistrationConfig, run_dir: Path, *, resume: bool = False, pr
         ctx.average_gradients(optimiser)
     start = 0
     if resume and (run_dir / CHECKPOINT).is_file():
-        payload = load_checkpoint(run_dir / CHECKPOINT, kind="registration")
+        payload = load_checkpoint(run_dir / CHECKPOINT, kind="registration", map_location=ctx.device)
         model.load_state_dict(payload["state"])
         for name, state in payload["optimisers"].items():
             optimisers[name].load_state_dict(state)
         start = payload["iteration"]
-    pairs = ctx.shard(training_pairs(config, root))  # a pair is one patient: each rank trains on its own
+    pairs = [tuple(t.to(ctx.device) for t in pair) for pair in ctx.shard(training_pairs(config, root))]  # a pair is one patient: each rank trains on its own
     if start == 0 and config.backbone.kind == "hebbian":
         pretrain_hebbian_encoders(model, pairs, config.train.seed)
         ctx.broadcast_weights(model)  # each rank pretrained on its own pairs: start every rank from rank 0's
