@@ -265,8 +265,7 @@ def _model_sha256(result: ResultFolder) -> str | None:
 
 
 def colour_swatch(label: int) -> str:
-    """A small PNG of a label's colour as a data URL, for st.column_config.ImageColumn legends
-    (label names from a report are shown as plain text, never as HTML)."""
+    """A small PNG of a label's colour as a data URL, for legends (``small_table``'s ``colour`` column)."""
     return swatch(label_colour(label))
 
 
@@ -384,6 +383,23 @@ _MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|:~$
 def plain(text: object) -> str:
     """Text from a report, escaped so Markdown shows it literally (no links, images, HTML or colours)."""
     return str(text).translate(_MARKDOWN_SPECIALS)
+
+
+def small_table(rows: list[dict[str, Any]], headers: dict[str, str], formats: dict[str, str] | None = None) -> None:
+    """A few rows as a static table: ``st.table`` is in Streamlit's main bundle, where ``st.dataframe``'s
+    data grid is a separate script the browser fetches first (~0.5 s of a page's first load, measured
+    with benchmarks/viewer_first_load.py). Cells are Markdown, so report text goes through ``plain``;
+    a ``colour`` column holds ``colour_swatch`` data URLs, drawn as the swatch; ``formats`` are format specs."""
+    formats = formats or {}
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if key == "colour":
+            return f"![colour]({value})"
+        return format(value, formats[key]) if key in formats else plain(value)
+
+    st.table([{header: cell(key, row.get(key)) for key, header in headers.items()} for row in rows], hide_index=True)
 
 
 def world_matched_voxel(source: Volume, voxel: tuple[int, int, int], target: Volume) -> tuple[int, int, int]:

@@ -81,7 +81,7 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
     at.checkbox(key="reg_labels").check()
     ok(at)
     assert [c.caption for image in at.get("image") for c in image.proto.imgs][2] == "Warped moving + warped labels"
-    assert at.dataframe[0].value["label"].tolist() == [1]  # the labels' colour legend
+    assert at.table[0].value["label"].tolist() == ["1"]  # the labels' colour legend
     assert len(captions["Lesion & inpainted"]) == 2
     # 1.5 x 1 x 3 mm voxels: the 3 mm axis is the slice axis, so the panels are the acquisition planes.
     assert at.radio(key="reg_plane").options == ["in-plane", "through-plane reformat 1", "through-plane reformat 2"]
@@ -98,10 +98,11 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
 
 def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
     at = open_page("pages/2_Mask.py")
-    table = at.dataframe[0].value
-    assert table["name"].tolist() == ["RV", "LV"]
-    assert table["volume_ml"].tolist() == [0.648, 1.296]  # 144 and 288 voxels of 4.5 mm^3
-    assert table["reported_ml"].tolist() == [0.648, 1.296]
+    table = at.table[0].value
+    assert table["name"].tolist() == ["RV", "LV"] and table["voxels"].tolist() == ["144", "288"]
+    assert table["volume (ml)"].tolist() == ["0.65", "1.30"]  # 144 and 288 voxels of 4.5 mm^3
+    assert table["in report (ml)"].tolist() == ["0.65", "1.30"]
+    assert all(cell.startswith("![colour](data:image/png;base64,") for cell in table["colour"])
     at.slider(key="mask_opacity").set_value(0.8)
     at.checkbox(key="mask_outline").check()
     ok(at)

@@ -94,7 +94,8 @@ def test_report_strings_never_reach_the_page_as_html(hostile: Path) -> None:
     del seg["cases"]["outside"]
     write_json(hostile / "segmentation" / "report.json", seg)
     at = run("pages/2_Mask.py")
-    assert at.dataframe[0].value["name"].tolist() == ["<img src=x onerror=alert(1)>", "**LV** [link](http://example.org)"]  # plain cells
+    escaped = [r"\<img src=x onerror=alert\(1\)\>", r"\*\*LV\*\* \[link\]\(http\://example\.org\)"]
+    assert at.table[0].value["name"].tolist() == escaped  # Markdown cells: every special escaped, shown as typed
     html = [m.value for m in at.markdown if m.proto.allow_html] + [h.proto.body for h in at.get("html")]  # st.html: the app's CSS
     assert html and not any("onerror" in text or "example.org" in text for text in html)
 

@@ -95,7 +95,7 @@ with right:
         snapshot = panels[2][1]
         if warped_labels is not None:
             legend = [{"colour": ui.colour_swatch(int(v)), "label": int(v)} for v in np.unique(warped_labels) if v > 0]
-            st.dataframe(legend, hide_index=True, column_config={"colour": st.column_config.ImageColumn("colour", width="small")})
+            ui.small_table(legend, {"colour": "colour", "label": "label"})
             st.caption("Warped labels: the moving image's labels carried by the deformation onto the fixed grid.")
     elif mode in ("Checkerboard", "Difference", "Fade"):
         if mode == "Checkerboard":

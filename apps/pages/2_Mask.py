@@ -89,14 +89,10 @@ rows = [
     {"colour": ui.colour_swatch(row["label"])} | row | {"reported_ml": reported.get(row["name"], reported.get(str(row["label"])))}
     for row in (ui.label_table(mask_path, names) if edit is None else ui.label_rows(shown_labels, image.voxel_volume_ml, names))
 ]
-st.dataframe(
+ui.small_table(
     rows,
-    hide_index=True,
-    column_config={
-        "colour": st.column_config.ImageColumn("colour", width="small"),
-        "volume_ml": st.column_config.NumberColumn("volume (ml)", format="%.2f"),
-        "reported_ml": st.column_config.NumberColumn("in report (ml)", format="%.2f"),
-    },
+    {"colour": "colour", "label": "label", "name": "name", "voxels": "voxels", "volume_ml": "volume (ml)", "reported_ml": "in report (ml)"},
+    {"volume_ml": ".2f", "reported_ml": ".2f"},
 )
 
 st.subheader("Downloads")
