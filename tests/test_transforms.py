@@ -9,7 +9,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRangePercentilesd
 
-from medsuite.data.transforms import IntensityRule, intensity_transform, normalise_intensity, read_h5_volume, resize, rule_for_modality
+from medsuite.data.intensity import IntensityRule, normalise_intensity, rule_for_modality
+from medsuite.data.transforms import intensity_transform, read_h5_volume, resize
 from medsuite.errors import MedsuiteError
 
 
