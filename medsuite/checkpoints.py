@@ -162,7 +162,7 @@ def _pretext(path: Path, payload: dict[str, Any]) -> tuple[Any, BaseModel]:
 
     config = validated(path, PretextConfig, payload["config"])
     heatmaps = payload["state"].get("decoder.head.conv.weight")
-    model = PretextNet(config.backbone, **({"heatmap_channels": heatmaps.shape[0]} if heatmaps is not None else {}))
+    model = PretextNet(config.backbone, **({"heatmap_channels": heatmaps.shape[0]} if heatmaps is not None else {}), rotation=config.weights.get("rotation", 0.0) > 0)
     fill(path, model, payload["state"])
     return model, config
 

@@ -66,7 +66,7 @@ def test_pretext_loss_masks_missing_lines_and_locations():
     heat[0, 0] = 5.0  # masked: must not count
     loc_pred, loc = torch.tensor([0.5, 0.0]), torch.tensor([0.0, 9.0])
     has_loc = torch.tensor([1.0, 0.0])
-    total, orientation, location = pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, {"orientation": 1.0, "location": 2.0})
+    total, orientation, location, _ = pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, {"orientation": 1.0, "location": 2.0})
     assert float(orientation) == pytest.approx(1.0)
     assert float(location) == pytest.approx(0.25)
     assert float(total) == pytest.approx(1.5)
@@ -82,6 +82,7 @@ def test_pretrain_cli_writes_an_encoder_segmentation_can_load(exam, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((run / "report.json").read_text())
     assert report["kind"] == "pretrain" and report["n_samples"] == 7  # 4 SAX slices + 3 long-axis views
+    assert report["tasks_per_source"] == {"mnms_multiview": ["orientation", "location"]}
     assert np.isfinite(report["loss_last"]["total"])
     from medsuite.backbones import make_encoder
     from medsuite.checkpoints import load_checkpoint
@@ -101,3 +102,38 @@ def test_pipeline_template_validates():
     assert config.backbone.model_dump(include=set(CNN_2D)) == CNN_2D
     assert [s.card for s in config.sources] == ["cmr_plan_dicom", "mnms_multiview", "acdc_h5"]  # cards, never paths
     assert config.weights == {"orientation": 1.0, "location": 1.0}
+
+
+def test_quarter_turns_turn_image_and_line_heatmaps_together():
+    from medsuite.pretext.pretrain import quarter_turns
+
+    x = torch.zeros(32, 1, 5, 5)
+    x[:, :, 0, 4] = 1.0  # a bright corner: where it goes tells the turn
+    heat = x.repeat(1, 4, 1, 1)
+    turned, turned_heat, turns = quarter_turns(x, heat, torch.Generator().manual_seed(1))
+    assert set(turns.tolist()) == {0, 1, 2, 3}
+    for image, lines, k in zip(turned, turned_heat, turns.tolist()):
+        assert torch.equal(image, torch.rot90(x[0], k, dims=(-2, -1)))
+        assert torch.equal(lines, image.repeat(4, 1, 1))  # task 1's targets stay on the image
+
+
+@pytest.mark.parametrize("weights", [{"rotation": 1.0, "orientation": 0.0, "location": 0.0}, {"orientation": 1.0, "location": 0.0}])
+def test_one_task_alone_or_the_rotation_baseline_pretrains_with_the_same_command(exam, tmp_path, weights):
+    """The arms of benchmarks/pretext.py: a task's weight 0 switches it off; rotation adds its own head."""
+    from medsuite.checkpoints import load_model
+
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    pipeline.update(sources=[{"card": "mnms_multiview", "root": str(exam.parent)}], image_size=32, iterations=3, batch_size=2, max_phases=1, weights=weights)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline))
+    result = runner.invoke(_build(), ["pretrain", "--pipeline", str(path), "-o", str(tmp_path / "run"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    rotation = weights.get("rotation", 0.0) > 0
+    assert report["task_weights"]["rotation"] == (1.0 if rotation else 0.0)
+    assert (report["loss_last"]["rotation"] > 0) == rotation
+    assert set(report["loss_last"]) >= {"orientation", "location"}  # every task's loss is still reported
+    model = load_model(tmp_path / "run" / "pretext_model.pt", "pretext").model
+    assert (model.rotation_head is not None) == rotation
+    heat, location, turn = model(torch.zeros(1, 1, 32, 32))
+    assert heat.shape == (1, 4, 32, 32) and location.shape == (1,) and (turn is None or turn.shape == (1, 4))

@@ -111,3 +111,11 @@ def test_time_budget_is_checked_before_each_epoch():
     history = [{"minutes": 4.0}, {"minutes": 8.0}]  # 4 min per epoch
     assert not _budget_spent(history, 12.5) and _budget_spent(history, 11.5)
     assert not _budget_spent([], 0.1) and not _budget_spent(history, None)
+
+
+def test_early_stopping_counts_validations_since_the_best_from_the_history():
+    from medsuite.segmentation.train import _stale
+
+    history = [{"val_mean_dice": 0.5}, {"loss": 1.0}, {"val_mean_dice": 0.7}, {"val_mean_dice": 0.6}, {"val_mean_dice": 0.7}]
+    assert _stale(history, 2) and not _stale(history, 3)  # a tie does not beat the best
+    assert not _stale(history, None) and not _stale([], 1) and not _stale(history[:3], 1)

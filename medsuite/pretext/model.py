@@ -41,16 +41,20 @@ class UNetDecoder(nn.Module):
 
 
 class PretextNet(nn.Module):
-    """encoder -> (heatmaps (B, K, H, W), location (B,)) for task 1 and task 2."""
+    """encoder -> (heatmaps (B, K, H, W), location (B,), rotation logits (B, 4) or None) for task 1, task 2 and,
+    with ``rotation``, the generic baseline (Gidaris et al. 2018: which multiple of 90 degrees the slice was turned)."""
 
-    def __init__(self, backbone: EncoderSpec | dict, heatmap_channels: int = 4, hidden: int = 64):
+    def __init__(self, backbone: EncoderSpec | dict, heatmap_channels: int = 4, hidden: int = 64, rotation: bool = False):
         super().__init__()
         self.encoder = make_encoder(backbone)
         dims = self.encoder.spec.spatial_dims
         self.decoder = UNetDecoder(self.encoder, dims, heatmap_channels, norm=self.encoder.spec.norm)
         pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
-        self.location_head = nn.Sequential(pool, nn.Flatten(), nn.Linear(self.encoder.out_channels[-1], hidden), nn.LeakyReLU(), nn.Linear(hidden, 1), nn.Sigmoid())
+        width = self.encoder.out_channels[-1]
+        self.location_head = nn.Sequential(pool, nn.Flatten(), nn.Linear(width, hidden), nn.LeakyReLU(), nn.Linear(hidden, 1), nn.Sigmoid())
+        self.rotation_head = nn.Sequential(pool, nn.Flatten(), nn.Linear(width, hidden), nn.LeakyReLU(), nn.Linear(hidden, 4)) if rotation else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         features = self.encoder(x)
-        return self.decoder(features), self.location_head(features[-1])[:, 0]
+        rotation = self.rotation_head(features[-1]) if self.rotation_head is not None else None
+        return self.decoder(features), self.location_head(features[-1])[:, 0], rotation

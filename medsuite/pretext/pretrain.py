@@ -50,7 +50,10 @@ class PretextConfig(BaseModel):
     sigma_mm: float = Field(5.0, gt=0, description="Gaussian width of the line heatmaps")
     min_angle_deg: float = Field(5.0, ge=0)
     max_phases: int = Field(4, ge=1, description="cine phases used per view (evenly spaced)")
-    weights: dict[Literal["orientation", "location"], float] = Field(default_factory=lambda: {"orientation": 1.0, "location": 1.0})
+    weights: dict[Literal["orientation", "location", "rotation"], float] = Field(
+        default_factory=lambda: {"orientation": 1.0, "location": 1.0},
+        description="loss weight per task (a missing task: orientation and location 1, rotation 0); 0 switches a task off, so one task alone or the generic rotation baseline pretrain with the same code",
+    )
     iterations: int = Field(1000, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -127,7 +130,9 @@ def record_samples(layout: str, records: list[Record], config: PretextConfig) ->
 
 
 def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
-    """Every sample of every source card, and a count per card for the report."""
+    """Every sample of every source card, and counts for the report: per card its samples, and per card and
+    task (``card:orientation``, ``card:location``) the samples that carry that task's target, which is how
+    a source's supported tasks are chosen (a stack without geometry has locations only, a lone view neither)."""
     from medsuite import distributed
     from medsuite.data.cards import load_card
     from medsuite.data.datasets import discover_records
@@ -140,6 +145,8 @@ def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
             raise MedsuiteError(source.card, f"layout {card.layout.kind} holds no cardiac views or short-axis stacks", f"use a card with layout {', '.join((*EXAM_LAYOUTS, *STACK_LAYOUTS))}")
         found = record_samples(card.layout.kind, deal(_kept(discover_records(card, source.root), source)), config)
         counts[card.id] = counts.get(card.id, 0) + len(found)
+        counts[f"{card.id}:orientation"] = counts.get(f"{card.id}:orientation", 0) + sum(bool(s.mask.any()) for s in found)
+        counts[f"{card.id}:location"] = counts.get(f"{card.id}:location", 0) + sum(s.has_location > 0 for s in found)
         samples += found
     deal.check()
     if not samples:
@@ -147,14 +154,35 @@ def collect_samples(config: PretextConfig) -> tuple[list[Sample], dict]:
     return samples, counts
 
 
-def pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, weights: dict) -> tuple:
-    """Masked MSE per task (paper: MSE for both, weights 1:1); a batch without a task adds zero for it."""
+def task_weight(weights: dict, task: str) -> float:
+    return weights.get(task, 0.0 if task == "rotation" else 1.0)
+
+
+def pretext_loss(heat_pred, loc_pred, heat, mask, loc, has_loc, weights: dict, rotation_pred=None, rotation=None) -> tuple:
+    """Masked MSE per task (paper: MSE for both, weights 1:1); a batch without a task adds zero for it.
+    The rotation baseline, when on, adds the cross-entropy of the predicted quarter turn."""
+    import torch.nn.functional as F
 
     per_channel = ((heat_pred - heat) ** 2).mean(dim=(2, 3))
     orientation = (per_channel * mask).sum() / mask.sum().clamp(min=1)
     location = (((loc_pred - loc) ** 2) * has_loc).sum() / has_loc.sum().clamp(min=1)
-    total = weights.get("orientation", 1.0) * orientation + weights.get("location", 1.0) * location
-    return total, orientation.detach(), location.detach()
+    turned = F.cross_entropy(rotation_pred, rotation) if rotation_pred is not None else orientation.new_zeros(())
+    total = task_weight(weights, "orientation") * orientation + task_weight(weights, "location") * location + task_weight(weights, "rotation") * turned
+    return total, orientation.detach(), location.detach(), turned.detach()
+
+
+def quarter_turns(x, heat, generator):
+    """Each sample turned by a random multiple of 90 degrees in-plane, its line heatmaps with it (so task 1
+    stays exact and task 2's base-to-apex location, a through-plane quantity, is unchanged); returns the turns."""
+    import torch
+
+    turns = torch.randint(4, (len(x),), generator=generator)
+    x, heat = x.clone(), heat.clone()
+    for k in range(1, 4):
+        chosen = turns == k
+        x[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
+        heat[chosen] = torch.rot90(heat[chosen], k, dims=(-2, -1))
+    return x, heat, turns
 
 
 def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callable[[int, float], None] | None = None):
@@ -168,7 +196,8 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
     seed_everything(config.seed)
     ctx = distributed.init(config.device)
     device = ctx.device
-    model = PretextNet(config.backbone, heatmap_channels=samples[0].heatmaps.shape[0]).to(device)
+    rotation = task_weight(config.weights, "rotation") > 0
+    model = PretextNet(config.backbone, heatmap_channels=samples[0].heatmaps.shape[0], rotation=rotation).to(device)
     net = ctx.wrap(model)  # DDP under torchrun; ``model`` is what is returned and saved
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     # Cosine decay to zero: the loss settles by the last iteration instead of hovering at the base rate.
@@ -189,17 +218,22 @@ def train_pretext(config: PretextConfig, samples: list[Sample], progress: Callab
         if len(multiview):
             half = config.batch_size // 2
             index[:half] = multiview[torch.randint(len(multiview), (half,), generator=generator)]
-        x = images[index]
+        x, target_heat, turns = images[index], heat[index], None
         if torch.rand(1, generator=generator).item() < 0.5:  # intensity jitter; geometry untouched so targets stay exact
             x = x.clamp(min=0) ** (0.7 + 0.6 * torch.rand(1, generator=generator).item())
-        heat_pred, loc_pred = net(x.to(device))
-        total, orientation, location = pretext_loss(heat_pred, loc_pred, heat[index].to(device), mask[index].to(device), loc[index].to(device), has_loc[index].to(device), config.weights)
+        if rotation:
+            x, target_heat, turns = quarter_turns(x, target_heat, generator)
+            turns = turns.to(device)
+        heat_pred, loc_pred, rotation_pred = net(x.to(device))
+        total, orientation, location, turned = pretext_loss(
+            heat_pred, loc_pred, target_heat.to(device), mask[index].to(device), loc[index].to(device), has_loc[index].to(device), config.weights, rotation_pred, turns
+        )
         require_finite_loss(float(total.detach()), step=step + 1, cases=[f"sample {int(i)}" for i in index])  # nothing saved yet
         optimiser.zero_grad()
         total.backward()
         optimiser.step()
         schedule.step()
-        history.append({"total": float(total.detach()), "orientation": float(orientation), "location": float(location)})
+        history.append({"total": float(total.detach()), "orientation": float(orientation), "location": float(location), "rotation": float(turned)})
         if progress:
             progress(step, history[-1]["total"])
     return model, ctx.mean_rows(history)
@@ -219,7 +253,9 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     samples, counts = collect_samples(config)
     model, history = train_pretext(config, samples, progress)
     ctx = distributed.init(config.device)
-    counts = ctx.total(counts)  # every rank's samples (each read its own exams)
+    totals = ctx.total(counts)  # every rank's samples (each read its own exams)
+    counts = {card: n for card, n in totals.items() if ":" not in card}
+    supported = {card: [task for task in ("orientation", "location") if totals[f"{card}:{task}"]] for card in counts}
     out_dir = Path(out_dir)
     if ctx.is_main:
         save_checkpoint(out_dir / "encoder.pt", kind="encoder", state=model.encoder.state_dict(), config={"backbone": config.backbone.model_dump(mode="json")})
@@ -235,8 +271,10 @@ def run_pretraining(config: PretextConfig, out_dir: Path, progress: Callable[[in
     return {
         "samples": counts,
         "n_samples": sum(counts.values()),
-        "loss_first": {k: mean(history[:window], k) for k in ("total", "orientation", "location")},
-        "loss_last": {k: mean(history[-window:], k) for k in ("total", "orientation", "location")},
+        "task_weights": {task: task_weight(config.weights, task) for task in ("orientation", "location", "rotation")},
+        "tasks_per_source": supported,  # what each card's data could teach (rotation: any image)
+        "loss_first": {k: mean(history[:window], k) for k in ("total", "orientation", "location", "rotation")},
+        "loss_last": {k: mean(history[-window:], k) for k in ("total", "orientation", "location", "rotation")},
         "history": history,
         "outputs": {"encoder": "encoder.pt", "model": "pretext_model.pt"},
         "energy": energy,

@@ -67,6 +67,7 @@ class TrainSection(Strict):
     zoom_prob: float = Field(0.25, ge=0.0, le=1.0, description="probability of that zoom per slice")
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last): whole-volume validation costs more than an epoch")
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
+    patience: int | None = Field(None, ge=1, description="early stopping: stop once this many validations in a row have not beaten the best (best.pt keeps the best)")
     workers: int = Field(0, ge=0, description="data-loader worker processes for augmentation (0: in the training process; a GPU machine wants several)")
 
 

@@ -67,6 +67,13 @@ def _cosine_lr(optimiser: torch.optim.Optimizer, base: float, step_fraction: flo
         group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _stale(history: list[dict], patience: int | None) -> bool:
+    """Whether the last ``patience`` validations all missed the best one; read from the history, so a resumed
+    run keeps its count."""
+    scores = [entry["val_mean_dice"] for entry in history if "val_mean_dice" in entry]
+    return patience is not None and bool(scores) and len(scores) - 1 - scores.index(max(scores)) >= patience
+
+
 def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
     """Checked before each epoch (so a resumed run whose budget is spent trains no more): would the next
     epoch, at the mean epoch time so far, end past ``max_minutes``?"""
@@ -140,6 +147,9 @@ def train(
         for epoch in range(start_epoch, epochs):
             if _budget_spent(history, config.train.max_minutes):
                 console.print(f"stopping before epoch {epoch + 1} ({history[-1]['minutes']:.1f} min): another epoch would pass max_minutes {config.train.max_minutes}")
+                break
+            if _stale(history, config.train.patience):
+                console.print(f"stopping before epoch {epoch + 1}: {config.train.patience} validations without a better validation Dice (best.pt holds the best)")
                 break
             model.train()
             if ctx.enabled:
