@@ -6,12 +6,16 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from monai.losses import DiffusionLoss
 from monai.networks.blocks import DVF2DDF, Warp
 from monai.networks.layers import GaussianFilter
 
+from scipy import ndimage
+
+from medsuite.io import write_nifti
 from medsuite.registration.fields import diffusion, gaussian_smooth, integrate, warp
 
 SHAPE = (2, 3, 9, 8, 7)
@@ -57,11 +61,19 @@ def test_diffusion_is_monais_diffusion_loss():
     torch.testing.assert_close(diffusion(field), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_the_register_path_and_every_help_import_no_monai():
+def test_the_register_path_and_every_help_import_no_monai(tmp_path):
     """``import monai`` costs ~3 s and ~240 MB per process (issue #16): the default ``medsuite register``
-    (no model) and ``--help`` must not pay it."""
+    (no model), run here on a small pair, and ``--help`` must not pay it."""
+    rng = np.random.default_rng(0)
+    fixed = ndimage.gaussian_filter(rng.random((24, 24, 24)), 2).astype(np.float32)
+    pair = [write_nifti(tmp_path / f"{name}.nii.gz", array, np.diag([2.0, 2.0, 2.0, 1.0])) for name, array in (("fixed", fixed), ("moving", np.roll(fixed, 1, 0)))]
     code = (
         "import sys, click\n"
+        "from medsuite.cli import main\n"
+        "try:\n"
+        f"    main(['register', {str(pair[0])!r}, {str(pair[1])!r}, '-o', {str(tmp_path / 'out')!r}, '--steps', '2', '--quiet'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
         "import medsuite.registration.inference, medsuite.registration.pairs, medsuite.runtime, medsuite.provenance\n"
         "from medsuite import cli\n"
         "def paths(command, prefix):\n"
@@ -81,3 +93,4 @@ def test_the_register_path_and_every_help_import_no_monai():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "warped.nii.gz").exists()
