@@ -9,9 +9,11 @@ on, as ITK and ANTs do.
 from __future__ import annotations
 
 import os
+import random
+import sys
 
+import numpy as np
 import torch
-from monai.utils import set_determinism
 
 from medsuite.errors import MedsuiteError
 
@@ -41,8 +43,22 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """One seed for python, numpy and torch; deterministic algorithms where torch has them."""
-    set_determinism(seed=seed)
+    """One seed for python, numpy and torch; deterministic cuDNN kernels.
+
+    The seeds and flags of ``monai.utils.set_determinism(seed)``, set here so that a command which only seeds
+    need not import MONAI (~3 s per process). Where MONAI is loaded (the training and data pipelines), its own
+    ``set_determinism`` runs instead: MONAI's ``Compose`` and datasets seed their random transforms from it."""
+    if "monai" in sys.modules:
+        from monai.utils import set_determinism
+
+        set_determinism(seed=seed)
+        return
+    seed = int(seed) % (np.iinfo(np.uint32).max + 1)  # MONAI's MAX_SEED: numpy takes 32-bit seeds
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def set_threads(threads: int | None = None) -> int:

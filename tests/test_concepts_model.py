@@ -185,7 +185,7 @@ def test_the_intensity_rule_is_the_models_and_old_checkpoints_keep_the_one_they_
     from medsuite.concepts.data import read_picture
     from medsuite.concepts.infer import DEFAULT_MODEL
     from medsuite.concepts.pipeline import ConceptModel
-    from medsuite.data.transforms import IntensityRule
+    from medsuite.data.intensity import IntensityRule
     from medsuite.io import write_nifti
 
     shipped = ConceptModel.load(DEFAULT_MODEL)

@@ -11,7 +11,7 @@ import torch
 from medsuite.backbones import EncoderSpec
 from medsuite.checkpoints import save_checkpoint
 from medsuite.config import load_pipeline
-from medsuite.data.transforms import rule_for_modality
+from medsuite.data.intensity import rule_for_modality
 from medsuite.pretext.model import PretextNet
 from medsuite.pretext.pretrain import PretextConfig
 

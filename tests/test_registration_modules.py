@@ -10,11 +10,12 @@ import torch
 
 from medsuite.commands.register import SHIPPED_CHECKPOINT
 from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.fields import integrate, warp
 from medsuite.registration.inference import clean_mask, field_of_view, load_model
 from medsuite.registration.instance import grow_lesion, inpaint_around, inside_head
 from medsuite.registration.losses import box_mean, generation_loss, lncc_map
 from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import content_box, downsample_image, folding_percent, integrate, jacobian_determinant, resize_image, uncrop, warp
+from medsuite.registration.spatial import content_box, downsample_image, folding_percent, jacobian_determinant, resize_image, uncrop
 from medsuite.registration.train import FINAL, train
 
 torch.set_num_threads(1)
@@ -200,7 +201,7 @@ def test_training_runs_in_two_stages(tmp_path):
 def test_one_intensity_rule_from_the_data_layer_stored_in_the_checkpoint():
     """Training and inference scale with medsuite.data.transforms; inference with a checkpoint uses the rule
     stored in it, whatever the pipeline says."""
-    from medsuite.data.transforms import IntensityRule
+    from medsuite.data.intensity import IntensityRule
     from medsuite.registration.config import REGISTRATION_INTENSITY
 
     _, config = load_model(SHIPPED_CHECKPOINT, RegistrationConfig(intensity=IntensityRule(kind="minmax")))

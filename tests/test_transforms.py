@@ -9,7 +9,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRangePercentilesd
 
-from medsuite.data.transforms import IntensityRule, intensity_transform, normalise_intensity, read_h5_volume, resize, rule_for_modality
+from medsuite.data.intensity import IntensityRule, normalise_intensity, rule_for_modality
+from medsuite.data.transforms import intensity_transform, read_h5_volume, resize
 from medsuite.errors import MedsuiteError
 
 
@@ -77,3 +78,12 @@ def test_h5_reader_reverses_the_simpleitk_axes(tmp_path):
         read_h5_volume(str(tmp_path / "case.h5"), "flat")
     with pytest.raises(MedsuiteError, match="cannot read"):
         read_h5_volume(str(tmp_path / "case.h5"), "label")
+
+
+def test_large_tensors_take_monais_numpy_percentile():
+    """Above a million values MONAI's percentile hands tensors to numpy (torch.quantile's size limit); the
+    MONAI-free rule must follow it there too, bit for bit."""
+    volume = MetaTensor(torch.as_tensor(np.random.default_rng(3).gamma(2.0, 50.0, size=(1, 104, 104, 100)).astype(np.float32)))
+    ours = intensity_transform("MR")({"image": volume})["image"]
+    monai = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)({"image": volume})["image"]
+    assert torch.equal(ours.as_tensor(), monai.as_tensor())

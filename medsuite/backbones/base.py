@@ -65,8 +65,9 @@ class Encoder(nn.Module):
 
 BACKBONES: dict[str, Callable[[EncoderSpec], Encoder]] = {}
 
-# Kinds whose module registers itself on import; imported lazily so optional extras stay optional.
-_LAZY_KINDS = {"snn": "medsuite.backbones.snn", "hebbian": "medsuite.backbones.hebbian"}
+# Kinds whose module registers itself on import; imported lazily so optional extras stay optional (and
+# MONAI, which the cnn kind's blocks come from, is not imported by code that only reads a config: ~3 s).
+_LAZY_KINDS = {"cnn": "medsuite.backbones.cnn", "snn": "medsuite.backbones.snn", "hebbian": "medsuite.backbones.hebbian"}
 
 
 def register_backbone(kind: str) -> Callable[[Callable[[EncoderSpec], Encoder]], Callable[[EncoderSpec], Encoder]]:

@@ -21,14 +21,15 @@ from medsuite.data.datasets import Record, choroid_record
 from medsuite.errors import MedsuiteError
 
 if TYPE_CHECKING:  # the data layer's transforms import MONAI: only where a picture is read
-    from medsuite.data.transforms import IntensityRule
+    from medsuite.data.intensity import IntensityRule
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def read_picture(path: Path, size: int, rule: IntensityRule) -> np.ndarray:
     """One phase as a (size, size) float32 picture in [0, 1]; ``rule`` scales the formats without a bit depth."""
-    from medsuite.data.transforms import normalise_intensity, resize
+    from medsuite.data.intensity import normalise_intensity
+    from medsuite.data.transforms import resize
 
     if path.suffix.lower() in RASTER_SUFFIXES:
         from PIL import Image, UnidentifiedImageError

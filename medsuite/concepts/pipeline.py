@@ -19,7 +19,7 @@ from medsuite.concepts.cohort import Cohort
 from medsuite.concepts.synthetic import generate_cohort
 from medsuite.concepts.vocabulary import Vocabulary, load_vocabulary
 from medsuite.config import load_pipeline, pipeline_path
-from medsuite.data.transforms import IntensityRule
+from medsuite.data.intensity import IntensityRule
 
 KIND = "concepts"
 

@@ -18,7 +18,8 @@ from monai.data import CacheDataset, DataLoader, Dataset
 
 from medsuite.data.cards import DataCard
 from medsuite.data.checks import require_complete_gzip
-from medsuite.data.transforms import IMAGE, LABEL, IntensityRule, load_transforms
+from medsuite.data.intensity import IntensityRule
+from medsuite.data.transforms import IMAGE, LABEL, load_transforms
 from medsuite.errors import MedsuiteError
 
 Record = dict[str, Any]

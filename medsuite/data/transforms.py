@@ -1,97 +1,29 @@
 """The transform chains every pipeline reuses: load, channel first, orient, resample, normalise.
 
-Built from MONAI dictionary transforms. Three array-level pieces live here so that every pipeline's
-training and inference share one copy: ``normalise_intensity`` (with the ``IntensityRule`` a checkpoint
-stores), the anti-aliased in-plane ``resize``, and ``read_h5_volume`` for ACDC's HDF5 volumes (which
-carry no geometry, so MONAI has no loader for them).
+Built from MONAI dictionary transforms. Two array-level pieces live here so that every pipeline's
+training and inference share one copy: the anti-aliased in-plane ``resize``, and ``read_h5_volume`` for
+ACDC's HDF5 volumes (which carry no geometry, so MONAI has no loader for them). The intensity rule and
+``normalise_intensity`` live in the MONAI-free ``medsuite.data.intensity``; ``NormaliseIntensityd`` wraps it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Orientationd, ScaleIntensityRange, Spacingd
-from monai.transforms.utils_pytorch_numpy_unification import percentile
-from pydantic import BaseModel, ConfigDict, Field
+from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapTransform, Orientationd, Spacingd
 
 from medsuite.data.cards import DataCard
 from medsuite.data.checks import CheckLoadedd
+from medsuite.data.intensity import Array, IntensityRule, normalise_intensity, rule_for_modality
 from medsuite.errors import MedsuiteError
 
 IMAGE, LABEL = "image", "label"
-Array = np.ndarray | torch.Tensor
-
-
-class IntensityRule(BaseModel):
-    """How raw intensities become network inputs; stored in each checkpoint's config so inference
-    normalises exactly as training did.
-
-    - ``percentile``: ``lower``/``upper`` are percentiles (of the non-zero voxels when ``nonzero``), mapped to 0 and 1;
-    - ``window``: ``lower``/``upper`` are intensities (e.g. Hounsfield units), mapped to 0 and 1;
-    - ``minmax``: the array's minimum and maximum, mapped to 0 and 1;
-    - ``none``: kept as stored (data already scaled to [0, 1], such as ACDC's HDF5 volumes).
-
-    ``clip`` bounds the scaled values (``None``: no bound). A constant image becomes 0.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["percentile", "window", "minmax", "none"] = "percentile"
-    lower: float = Field(0.5, description="percentile (kind percentile) or intensity (kind window) mapped to 0")
-    upper: float = Field(99.5, description="percentile (kind percentile) or intensity (kind window) mapped to 1")
-    nonzero: bool = Field(False, description="percentiles and min/max over non-zero voxels only (skull-stripped or zero-padded images)")
-    clip: tuple[float, float] | None = Field((0.0, 1.0), description="clip the scaled values to this range; null keeps overshoot")
-
-
-# One documented rule per modality; a pipeline may override it in its YAML (``intensity:``).
-MODALITY_RULES: dict[str, IntensityRule] = {
-    "MR": IntensityRule(kind="percentile", lower=0.5, upper=99.5),  # robust to a few very bright voxels (vessels, fat)
-    "CT": IntensityRule(kind="window", lower=-1000.0, upper=1000.0),  # air to dense bone, in Hounsfield units
-}
-DEFAULT_RULE = IntensityRule(kind="minmax")  # any other modality (US, FA, ICGA, photographs)
-
-
-def rule_for_modality(modality: str) -> IntensityRule:
-    return MODALITY_RULES.get(modality.upper(), DEFAULT_RULE)
-
-
-def intensity_bounds(array: Array, rule: IntensityRule) -> tuple[Any, Any]:
-    """The intensities ``rule`` maps to 0 and 1 in this array (0-d tensors or numpy scalars)."""
-    if rule.kind == "window":
-        return rule.lower, rule.upper
-    values = array
-    if rule.nonzero:
-        selected = array[array != 0]
-        if len(selected):  # an all-zero image falls back to every voxel
-            values = selected
-    if rule.kind == "minmax":
-        return values.min(), values.max()
-    if isinstance(values, torch.Tensor):  # MONAI's percentile: exactly what ScaleIntensityRangePercentiles computes
-        return percentile(values, rule.lower), percentile(values, rule.upper)
-    low, high = np.percentile(values, [rule.lower, rule.upper])  # float64 bounds, as numpy code computes them
-    return low, high
-
-
-def normalise_intensity(array: Array, rule: IntensityRule) -> Array:
-    """``array`` scaled by ``rule`` as float32, the same type (numpy or torch) as given."""
-    if rule.kind == "none":
-        return array.float() if isinstance(array, torch.Tensor) else np.asarray(array, dtype=np.float32)
-    low, high = intensity_bounds(array, rule)
-    if not float(high) > float(low):
-        high = low + 1.0  # a constant image: every voxel becomes 0 instead of a division by zero
-    if isinstance(array, torch.Tensor):  # MONAI's arithmetic, so the load chains match ScaleIntensityRangePercentilesd bit for bit
-        scaled = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=False, dtype=np.float32)(array)
-        return scaled.clamp(*rule.clip) if rule.clip is not None else scaled
-    scaled = (np.asarray(array) - low) / (high - low)  # numpy's float64 arithmetic, as numpy pipelines computed it
-    if rule.clip is not None:
-        scaled = np.clip(scaled, *rule.clip)
-    return scaled.astype(np.float32)
 
 
 class NormaliseIntensityd(MapTransform):

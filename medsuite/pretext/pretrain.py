@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medsuite.backbones import EncoderSpec
 from medsuite.data.datasets import Record
-from medsuite.data.transforms import IMAGE, IntensityRule, normalise_intensity, read_h5_volume, resize, rule_for_modality
+from medsuite.data.intensity import IntensityRule, normalise_intensity, rule_for_modality
+from medsuite.data.transforms import IMAGE, read_h5_volume, resize
 from medsuite.errors import MedsuiteError
 from medsuite.finite import require_finite_loss
 

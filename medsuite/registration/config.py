@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medsuite.backbones.base import EncoderSpec
-from medsuite.data.transforms import IntensityRule
+from medsuite.data.intensity import IntensityRule
 
 
 class Strict(BaseModel):

@@ -22,7 +22,8 @@ import torch
 from medsuite.data.cards import DataCard, load_card
 from medsuite.data.datasets import discover_records
 from medsuite.data.samples import target_grid
-from medsuite.data.transforms import IMAGE, LABEL, normalise_intensity
+from medsuite.data.intensity import normalise_intensity
+from medsuite.data.transforms import IMAGE, LABEL
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, read_3d
 from medsuite.registration.config import RegistrationConfig

@@ -11,20 +11,24 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from medsuite.data.transforms import intensity_bounds, normalise_intensity
+from medsuite.data.intensity import intensity_bounds, normalise_intensity
 from medsuite.io import Volume, check_output_dir, ensure_not_input, read_3d, require_finite, to_sitk, write_json, write_nifti
 from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.fields import warp
 from medsuite.registration.instance import model_grid, optimise_in_content_box
-from medsuite.registration.networks import GIRNet
 from medsuite.registration.prealign import affine_prealign
-from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps, warp
+from medsuite.registration.spatial import displacement_transform, folding_percent, jacobian_determinant, resample_moving, resize_image, voxel_ddf_to_world_lps
 from medsuite.registration.transforms import TRANSFORM_FILES, affine_report, conventions, write_transform_set
+
+if TYPE_CHECKING:  # networks.py imports MONAI (~3 s): loaded only with a checkpoint, by medsuite.checkpoints
+    from medsuite.registration.networks import GIRNet
 
 OUTPUTS = {
     "warped": "warped.nii.gz",

@@ -15,15 +15,19 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medsuite.registration.config import RegistrationConfig
+from medsuite.registration.fields import integrate, warp
 from medsuite.registration.losses import box_mean, dissimilarity_map, generation_loss, intensity_match, masked_lncc_loss, smoothness_loss
-from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import content_box, downsample_image, integrate, resize_field, resize_image, uncrop, warp
+from medsuite.registration.spatial import content_box, downsample_image, resize_field, resize_image, uncrop
+
+if TYPE_CHECKING:  # networks.py imports MONAI (~3 s): loaded only with a checkpoint, by medsuite.checkpoints
+    from medsuite.registration.networks import GIRNet
 
 
 @dataclass

@@ -7,10 +7,9 @@ the registration loss needs the per-voxel map to exclude the lesion.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from monai.losses import DiffusionLoss
+
+from medsuite.registration.fields import diffusion
 
 
 def box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
@@ -67,14 +66,9 @@ def masked_lncc_loss(a: torch.Tensor, b: torch.Tensor, window: int, weight: torc
     return 1.0 - stable_sum(ncc * weight) / stable_sum(weight).clamp_min(1.0)
 
 
-_DIFFUSION = DiffusionLoss(normalize=False, reduction="none")  # reduced by stable_mean
-
-
 def smoothness_loss(field: torch.Tensor) -> torch.Tensor:
-    """Diffusion regulariser (mean squared gradient), voxelmorph's ``Grad('l2')``, via MONAI."""
-    with warnings.catch_warnings():  # MONAI's list-indexing deprecation notice, once per step otherwise
-        warnings.simplefilter("ignore", UserWarning)
-        return stable_mean(_DIFFUSION(field))
+    """Diffusion regulariser (mean squared gradient), voxelmorph's ``Grad('l2')``: MONAI's ``DiffusionLoss`` terms."""
+    return stable_mean(diffusion(field))
 
 
 def dissimilarity_map(image: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 from medsuite.backbones import make_encoder
 from medsuite.backbones.base import EncoderSpec
 from medsuite.registration.config import RegistrationConfig
-from medsuite.registration.spatial import integrate, warp
+from medsuite.registration.fields import integrate, warp
 
 
 class EncoderDecoder(nn.Module):

@@ -1,44 +1,19 @@
 """Spatial transforms: velocity integration, warping, Jacobians, and world-space (ITK) fields.
 
 Fields inside the networks are dense displacements in *voxel* units of the fixed grid, channels
-first (B, 3, X, Y, Z), the convention of MONAI's ``Warp`` and ``DVF2DDF``. Only the written
+first (B, 3, X, Y, Z), the convention of MONAI's ``Warp`` and ``DVF2DDF`` (re-implemented in ``fields``). Only the written
 ``ddf.nii.gz`` is in world millimetres (ITK's LPS physical space, fixed point -> moving point).
 """
 
 from __future__ import annotations
 
-import functools
-import warnings
-
 import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import DVF2DDF, Warp
-from monai.networks.layers import GaussianFilter
 
 from medsuite.io import LPS_TO_RAS, Volume, to_sitk
-
-with warnings.catch_warnings():  # MONAI notes it uses torch's grid_sample: that is what we want on CPU
-    warnings.simplefilter("ignore", UserWarning)
-    _WARP = {mode: Warp(mode=mode, padding_mode="border") for mode in ("bilinear", "nearest")}
-
-
-def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """``image`` (B, C, X, Y, Z) sampled at x + ddf(x) (voxels)."""
-    return _WARP[mode](image, ddf)
-
-
-def integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
-    """Scaling and squaring of a stationary velocity field: a diffeomorphic displacement."""
-    return _integrator(steps)(velocity)
-
-
-@functools.lru_cache(maxsize=4)
-def _integrator(steps: int) -> DVF2DDF:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return DVF2DDF(num_steps=steps, mode="bilinear", padding_mode="zeros")
+from medsuite.registration.fields import gaussian_smooth
 
 
 def resize_field(field: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -59,7 +34,7 @@ def downsample_image(image: torch.Tensor, shape: tuple[int, ...]) -> torch.Tenso
     anti-aliasing rule): trilinear sampling alone keeps one voxel in factor^3 and aliases edges."""
     sigma = [max(0.0, (n / m - 1) / 2) for n, m in zip(image.shape[2:], shape)]
     if max(sigma) > 0:
-        image = GaussianFilter(3, sigma)(image)
+        image = gaussian_smooth(image, sigma)
     return resize_image(image, shape)
 
 

@@ -22,10 +22,11 @@ from medsuite.finite import require_finite_loss
 from medsuite.io import check_output_dir
 from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.data import Pair, training_pairs
+from medsuite.registration.fields import warp
 from medsuite.registration.instance import head_window, inside_head
 from medsuite.registration.losses import dissimilarity_map, generation_loss, inpainting_loss, intensity_match, masked_lncc_loss, smoothness_loss
 from medsuite.registration.networks import GIRNet
-from medsuite.registration.spatial import resize_image, warp
+from medsuite.registration.spatial import resize_image
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "girnet.pt"

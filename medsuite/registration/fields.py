@@ -1,0 +1,77 @@
+"""The torch ops of the no-network registration path, written by hand after MONAI's (same arithmetic, same bits).
+
+MONAI's ``Warp``, ``DVF2DDF``, ``GaussianFilter`` and ``DiffusionLoss`` are a few lines each, but importing
+``monai`` costs ~3 s and ~240 MB per process (its ``__init__`` loads every subpackage), more than a default
+``medsuite register`` spends on the registration itself. These follow MONAI 1.6's code operation for operation
+(tests/test_registration_fields.py checks each against MONAI); networks and training keep using MONAI.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_grid(shape: tuple[int, ...], batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Voxel indices (B, 3, X, Y, Z), as ``Warp.get_reference_grid`` builds (and caches) them."""
+    grid = torch.stack(torch.meshgrid(*[torch.arange(0, n) for n in shape], indexing="ij"), dim=0)
+    return torch.stack([grid] * batch, dim=0).to(dtype=dtype, device=device)
+
+
+def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
+    """``image`` (B, C, X, Y, Z) sampled at x + ddf(x) (voxels): MONAI's ``Warp`` with torch's grid_sample."""
+    grid = _reference_grid(tuple(ddf.shape[2:]), ddf.shape[0], ddf.dtype, ddf.device) + ddf
+    grid = grid.permute(0, 2, 3, 4, 1)
+    for i, n in enumerate(grid.shape[1:-1]):
+        grid[..., i] = grid[..., i] * 2 / max(n - 1, 1) - 1
+    grid = grid[..., [2, 1, 0]]  # grid_sample wants (z, y, x) order
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
+def integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
+    """Scaling and squaring of a stationary velocity field (MONAI's ``DVF2DDF``): a diffeomorphic displacement."""
+    ddf = velocity / (2**steps)
+    for _ in range(steps):
+        ddf = ddf + warp(ddf, ddf, "bilinear", "zeros")
+    return ddf
+
+
+def gaussian_kernel(sigma: float, truncated: float = 4.0) -> torch.Tensor:
+    """MONAI's ``gaussian_1d`` with ``approx='erf'``: the Gaussian integrated over each voxel (not normalised)."""
+    s = torch.as_tensor(sigma, dtype=torch.float)
+    tail = int(max(float(s) * truncated, 0.5) + 0.5)
+    x = torch.arange(-tail, tail + 1, dtype=torch.float)
+    t = 0.70710678 / torch.abs(s)
+    return (0.5 * ((t * (x + 0.5)).erf() - (t * (x - 0.5)).erf())).clamp(min=0)
+
+
+def gaussian_smooth(image: torch.Tensor, sigma: list[float]) -> torch.Tensor:
+    """(B, C, X, Y, Z) smoothed by a separable Gaussian of ``sigma`` voxels per axis, zeros outside (MONAI's
+    ``GaussianFilter``: every axis padded first, then one depthwise convolution per axis, first axis first)."""
+    channels = image.shape[1]
+    kernels = [gaussian_kernel(s).to(image) for s in sigma]
+    for axis in reversed(range(3)):
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = (kernels[axis].shape[0] - 1) // 2
+        image = F.pad(image, pad, mode="constant")
+    for axis, kernel in enumerate(kernels):
+        shape = [1, 1, 1, 1, 1]
+        shape[axis + 2] = -1
+        image = F.conv3d(image, kernel.reshape(shape).repeat(channels, 1, 1, 1, 1), groups=channels)
+    return image
+
+
+def diffusion(field: torch.Tensor) -> torch.Tensor:
+    """Per-voxel squared central-difference gradient summed over axes, on the interior (B, C, X-2, Y-2, Z-2):
+    MONAI's ``DiffusionLoss(normalize=False, reduction='none')``."""
+    total = None
+    for dim in range(2, field.dim()):
+        high = [slice(None), slice(None)] + [slice(1, -1)] * (field.dim() - 2)
+        low = list(high)
+        high[dim], low[dim] = slice(2, None), slice(None, -2)
+        gradient = (field[tuple(high)] - field[tuple(low)]) / 2.0
+        total = gradient**2 if total is None else total + gradient**2
+    return total
