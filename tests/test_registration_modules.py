@@ -46,15 +46,17 @@ def test_integration_and_jacobian_of_a_known_field():
     assert folding_percent(jac) == 100.0
 
 
-def test_box_mean_is_the_mean_over_each_box_clipped_at_the_borders():
+@pytest.mark.parametrize("window", [5, 9])  # 9: wider than the 3-voxel axis
+def test_box_mean_is_the_mean_over_each_box_clipped_at_the_borders(window: int):
     torch.manual_seed(0)
-    t = torch.rand(1, 1, 7, 6, 5, dtype=torch.float64)
+    t = torch.rand(1, 1, 7, 6, 3, dtype=torch.float64)
+    r = window // 2
     expected = torch.empty_like(t)
     for x in range(7):
         for y in range(6):
-            for z in range(5):
-                expected[0, 0, x, y, z] = t[0, 0, max(x - 2, 0) : x + 3, max(y - 2, 0) : y + 3, max(z - 2, 0) : z + 3].mean()
-    torch.testing.assert_close(box_mean(t, 5), expected)
+            for z in range(3):
+                expected[0, 0, x, y, z] = t[0, 0, max(x - r, 0) : x + r + 1, max(y - r, 0) : y + r + 1, max(z - r, 0) : z + r + 1].mean()
+    torch.testing.assert_close(box_mean(t, window), expected)
 
 
 def test_lncc_is_one_for_affinely_related_images():
