@@ -51,10 +51,15 @@ class SpikingUpBlock(nn.Module):
 class SpikingDecoder(nn.Module):
     """Spike-driven U-Net decoder over an encoder's per-stage spike trains (finest first)."""
 
-    def __init__(self, spatial_dims: int, channels: Sequence[int], classes: int, norm: str = "batch", neuron: dict | None = None, spike_features: bool = True, head_readout: str = "spikes"):
+    def __init__(
+        self, spatial_dims: int, channels: Sequence[int], classes: int, norm: str = "batch", neuron: dict | None = None,
+        spike_features: bool = True, head_readout: str = "spikes", head: nn.Module | None = None,
+    ):
         """``spike_features``: the encoder hands over spikes (rate readout), not membrane potentials.
         ``head_readout``: the 1x1 head reads the last block's "spikes" (accumulates) or its "membrane" potentials
-        (continuous, so the head alone costs MACs; a smoother output and gradient)."""
+        (continuous, so the head alone costs MACs; a smoother output and gradient).
+        ``head``: another head on the finest block's ``channels[0]`` (neU-Net: a sub-pixel head that also undoes
+        a strided first stage); by default a 1x1 conv."""
         super().__init__()
         if head_readout not in ("spikes", "membrane"):
             raise MedsuiteError("backbone", f"spiking U-Net: head_readout {head_readout!r} not supported", "head_readout: spikes | membrane")
@@ -64,9 +69,11 @@ class SpikingDecoder(nn.Module):
         self.blocks = nn.ModuleList(
             SpikingUpBlock(spatial_dims, deep, skip, skip, norm, neuron, spike_input=spike_features) for deep, skip in zip(channels[:0:-1], channels[-2::-1])
         )
-        self.head = Conv[Conv.CONV, spatial_dims](channels[0], classes, kernel_size=1)
+        self.head = head if head is not None else Conv[Conv.CONV, spatial_dims](channels[0], classes, kernel_size=1)
         if head_readout == "spikes":
-            self.head.energy_input = "spike"
+            for layer in self.head.modules():
+                if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                    layer.energy_input = "spike"
 
     def forward_steps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """``features``: per stage ``(T_stage, B, C, ...)`` -> per-step logits ``(T, B, classes, ...)``."""
