@@ -136,7 +136,7 @@ class NeUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spiking:
-            return self.forward_steps(x).mean(0)  # rate decoding: the time average of the per-step logits
+            return _crop_to(self.decoder(self.encode_steps(x)), x)  # rate decoding: the time average of the per-step logits
         features = self.encode(x)
         h = features[-1]
         for i in reversed(range(len(features) - 1)):
