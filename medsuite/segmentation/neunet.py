@@ -125,6 +125,26 @@ class NeUNet(nn.Module):
             return features
         return [f + self.proj[str(s)](waves[s]) if s in waves else f for s, f in enumerate(self.encoder(x))]
 
+    def band_convs(self) -> dict[int, nn.Module]:
+        """Per strided stage, its wavelet input (the Haar bands through ``proj``) as one conv of the image whose
+        kernel and stride are the stage's cumulative downsampling: the same linear map, for exporters without a
+        Haar node (NIR). Exact on images whose size that factor divides (odd sizes pad differently)."""
+        in_channels = self.encoder.spec.in_channels
+        convs: dict[int, nn.Module] = {}
+        for key, proj in self.proj.items():
+            stage = int(key)
+            cell = tuple(math.prod(f[axis] for f in self.factors[: stage + 1]) for axis in range(self.dims))
+            n = in_channels * math.prod(cell)
+            deltas = torch.eye(n, dtype=proj.weight.dtype, device=proj.weight.device).reshape(n, in_channels, *cell)
+            with torch.no_grad():
+                bands = self.wavelet_inputs(deltas)[stage].reshape(n, -1)  # each input pixel of one cell -> its band values
+                weight = proj.weight.reshape(proj.out_channels, -1) @ bands.T
+            conv = Conv[Conv.CONV, self.dims](in_channels, proj.out_channels, kernel_size=cell, stride=cell)
+            conv.weight.data = weight.reshape(proj.out_channels, in_channels, *cell)
+            conv.bias.data = proj.bias.detach().clone()
+            convs[stage] = conv
+        return convs
+
     def encode_steps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Spiking neU-Net: per stage the spikes (or membranes) at every step, the bands as input currents."""
         return self.encoder.forward_steps(x, {s: self.proj[str(s)](w) for s, w in self.wavelet_inputs(x).items()})
