@@ -101,3 +101,18 @@ def test_spiking_neunet_trains_with_tet_and_mixed_steps_and_its_checkpoint_predi
     assert tuple(prediction.labels.shape) == volume.array.shape and set(prediction.labels.unique().tolist()) <= {0, 1, 2, 3}
     metrics, _ = evaluate_checkpoint([tmp_path / "run"], split="test", root=tmp_path / "acdc", output=tmp_path / "eval")
     assert 0.0 <= metrics["mean_dice"] <= 1.0
+
+
+def test_spiking_neunet_exports_as_a_bundle_whose_torchscript_matches(tmp_path):
+    from medsuite.checkpoints import save_checkpoint
+    from medsuite.export.bundle import TORCHSCRIPT_TOLERANCE, export_bundle
+
+    config = _config(model={"head_readout": "membrane"})
+    torch.manual_seed(0)
+    model = make_model(config).eval()
+    checkpoint = save_checkpoint(tmp_path / "spiking.pt", kind="segmentation", state=model.state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
+    export_bundle(checkpoint, tmp_path / "bundle")  # traced: the surrogate spike functions become Heaviside steps
+    scripted = torch.jit.load(str(tmp_path / "bundle" / "models" / "model.ts"))
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=TORCHSCRIPT_TOLERANCE)

@@ -73,6 +73,17 @@ class LIF(nn.Module):
         self.cell = snntorch.Leaky(beta=beta, threshold=threshold, spike_grad=spike_grad, reset_mechanism=reset)
 
     def forward(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_tracing():
+            return self._unroll(current)
+        # tracing (the TorchScript model.ts of a bundle) cannot record the surrogate's autograd Function; its
+        # forward is the Heaviside step, so the traced network computes the same spikes with that step
+        surrogate, self.cell.spike_grad = self.cell.spike_grad, _heaviside
+        try:
+            return self._unroll(current)
+        finally:
+            self.cell.spike_grad = surrogate
+
+    def _unroll(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mem = torch.zeros_like(current[0])  # fresh membrane every call: no state leaks between samples
         spikes, mems = [], []
         for step in current:
@@ -80,6 +91,11 @@ class LIF(nn.Module):
             spikes.append(spk)
             mems.append(mem)
         return torch.stack(spikes), torch.stack(mems)
+
+
+def _heaviside(x: torch.Tensor) -> torch.Tensor:
+    """The forward pass of every snntorch surrogate: a spike where the membrane exceeds the threshold."""
+    return (x > 0).to(x.dtype)
 
 
 class SpikingStage(nn.Module):
