@@ -3,6 +3,15 @@
     python benchmarks/backbones.py --quick     # 16 train / 4 test volumes, 300 steps (too few to converge)
     python benchmarks/backbones.py             # 40 train / 16 test volumes, 1200 steps (~40 CPU min)
     python benchmarks/backbones.py --only mtt  # rows can be split over processes (the cnn row is always run)
+    python benchmarks/backbones.py --neunet --quick   # the neU-Nets through the real pipeline, 3 patients, 1.5 min each
+    python benchmarks/backbones.py --neunet --full    # all train patients, 60 min each, the 16 test patients
+
+``--neunet`` compares the shipped CNN neU-Net with the spiking neU-Net (``segmentation_spiking_neunet_acdc.yaml``:
+TET, membrane head, mixed time steps) through the segmentation pipeline itself (``train()``: native patches,
+augmentation, validation on the card's val split, postprocessing), each on the same train patients and the same
+wall-clock budget (``train.max_minutes``; the cosine schedule decays over it), then on the card's test split:
+mean and per-class Dice, the spiking model again at T = 1, 2, ... (MTT, batch norm re-estimated on training
+patches), energy per volume (one central 128x128 patch per slice) under every convention, CPU s per volume.
 
 The cnn is ``make_encoder(spec)`` + a small MONAI-block U-Net decoder (analog). The spiking rows are
 ``SpikingUNet``: ``make_encoder(spec, kind="snn")`` + a spike-driven decoder, so only the first conv (direct
@@ -19,6 +28,8 @@ its slices), averaged over the first test volumes; "x cnn" is the ratio to the c
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import random
 import time
 from pathlib import Path
@@ -149,9 +160,80 @@ def evaluate(model: nn.Module, volumes, energy_volumes: int = 4) -> dict:
     }
 
 
+def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | None = None) -> None:
+    """The ``--neunet`` table (module docstring); runs land in ``out`` (a run found there resumes, its budget kept)."""
+    from monai.transforms import ResizeWithPadOrCrop
+
+    from medsuite.backbones.energy import CONVENTIONS
+    from medsuite.backbones.training import set_time_steps
+    from medsuite.config import load_pipeline
+    from medsuite.data.cards import load_card
+    from medsuite.data.datasets import make_loader
+    from medsuite.segmentation.config import SegmentationConfig
+    from medsuite.segmentation.data import split_volumes, training_slices
+    from medsuite.segmentation.evaluate import evaluate_volumes
+    from medsuite.segmentation.labels import card_labels
+    from medsuite.segmentation.models import load_trained
+    from medsuite.segmentation.train import train as train_pipeline
+
+    patients, default_minutes, test_volumes = (3, 1.5, 4) if quick else (None, 60.0, None) if full else (12, 15.0, 16)
+    minutes = minutes or default_minutes
+    card, labels = load_card("acdc_h5"), card_labels(load_card("acdc_h5"))
+    print(f"neU-Nets through train(): {patients or 'all'} train patients, {minutes} min wall clock each, test split {test_volumes or 'all'} volumes, seed {seed}")
+
+    def recipe(name: str) -> SegmentationConfig:
+        config = load_pipeline(name, SegmentationConfig)
+        # the budget, not the epoch count, ends training; validation only at its end (val_every past the last epoch)
+        data = config.data.model_copy(update={"train_patients": patients, "limit": 2 * patients if patients else None})
+        return config.model_copy(update={"data": data, "seed": seed, "train": config.train.model_copy(update={"epochs": 10_000, "max_minutes": minutes, "val_every": 10_000, "patience": None})})
+
+    def measure(model: nn.Module, config: SegmentationConfig, volumes) -> dict:
+        start = time.process_time()
+        metrics = evaluate_volumes([(model, config)], volumes, labels)
+        seconds = (time.process_time() - start) / len(volumes)
+        crop = ResizeWithPadOrCrop(config.data.image_size)
+        energy = []
+        for i in range(min(2, len(volumes))):  # per volume: one central patch per slice
+            image = volumes[i]["image"].as_tensor()[0]  # (H, W, S)
+            patches = torch.stack([torch.as_tensor(crop(image[None, :, :, k])[0]) for k in range(image.shape[-1])])[:, None]
+            energy.append(estimate_energy(model, patches)["energy_mj_by_convention"])
+        return {
+            "dice": metrics["mean_dice"], "per_class": [metrics["per_class"][n]["dice"] for n in labels.values()], "cpu_s": seconds,
+            "mj": {c: sum(e[c] for e in energy) / len(energy) for c in CONVENTIONS},
+        }
+
+    rows: dict[str, dict] = {}
+    for label, name in (("cnn neU-Net", "segmentation_neunet_acdc"), ("spiking neU-Net", "segmentation_spiking_neunet_acdc")):
+        config = recipe(name)
+        result = train_pipeline(config, out / name, quiet=True)
+        trained = load_trained(out / name / "best.pt")
+        slices = training_slices(card, trained.config)
+        test = split_volumes(card, trained.config.model_copy(update={"data": trained.config.data.model_copy(update={"limit": test_volumes})}), "test")
+        steps = math.ceil(len(slices) / config.train.batch_size) * result["epochs"]
+        print(f"  {label}: {result['epochs']} epochs, {steps} optimiser steps in {minutes} min, val Dice {result['best_val_mean_dice']:.3f}", flush=True)
+        if config.train.time_steps != "mixed":
+            rows[label] = measure(trained.model, trained.config, test)
+            continue
+        calibration = [batch["image"] for batch in itertools.islice(make_loader(slices, batch_size=16, shuffle=True, seed=seed), 4)]
+        full_steps = max(trained.model.encoder.stage_steps)
+        for steps_t in sorted({1, 2, 4, 8, full_steps} & set(range(1, full_steps + 1))):
+            set_time_steps(trained.model, steps_t, calibration)
+            rows[f"{label} T={steps_t}"] = measure(trained.model.eval(), trained.config, test)
+    base = rows["cnn neU-Net"]["mj"]["45nm"]
+    names = list(labels.values())
+    print(f"\n{'model':<22}{'Dice':>7}" + "".join(f"{n[:5]:>7}" for n in names) + "".join(f"{c + ' mJ':>18}" for c in CONVENTIONS) + f"{'x cnn 45nm':>12}{'CPU s/vol':>11}")
+    for name, r in rows.items():
+        print(f"{name:<22}{r['dice']:>7.3f}" + "".join(f"{d:>7.3f}" for d in r["per_class"]) + "".join(f"{r['mj'][c]:>18.3f}" for c in CONVENTIONS) + f"{r['mj']['45nm'] / base:>12.2f}{r['cpu_s']:>11.2f}")
+    print("energy: estimate, not a measurement, per test volume (one central patch per slice, mean of the first 2 volumes); Dice: whole test volumes, sliding window, postprocessed as the recipe says")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer patients and steps")
+    parser.add_argument("--neunet", action="store_true", help="the CNN and spiking neU-Nets through the segmentation pipeline instead of the small-network table")
+    parser.add_argument("--full", action="store_true", help="--neunet: every train patient, 60 min per model, the whole test split")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark_neunets"), help="--neunet: where the training runs go")
+    parser.add_argument("--minutes", type=float, default=None, help="--neunet: wall-clock training budget per model (default 1.5 quick, 15, 60 full)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which rows besides the cnn baselines (to split the run over processes)")
@@ -161,6 +243,9 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "acdc_h5"
     if not root.exists():
         print(f"skipped: ACDC h5 data not found at {root}")
+        return
+    if args.neunet:
+        neunet_rows(args.quick, args.full, args.seed, args.out, args.minutes)
         return
     size, n_train, n_test, steps = (64, 16, 4, 300) if args.quick else (64, 40, 16, 1200)
     steps = args.steps or steps

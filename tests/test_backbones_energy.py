@@ -105,3 +105,40 @@ def test_neuron_updates_cost_two_memory_accesses_each():
     assert result["energy_mj_by_convention"]["45nm+memory"] == pytest.approx(2 * 96 * 5.0e-9)
     both = combine_estimates([result, result])
     assert both["neuron_updates"] == 192 and both["energy_mj_by_convention"]["45nm+memory"] == pytest.approx(4 * 96 * 5.0e-9)
+
+
+def test_a_hand_counted_tiny_spiking_network_under_every_convention():
+    """analog 1x1 conv -> LIF -> spike-fed 3x3 conv, one time step, on a 3x3 image whose centre and corner fire."""
+    pytest.importorskip("snntorch")
+    from medsuite.backbones.energy import CONVENTIONS
+    from medsuite.backbones.snn import LIF, neuron_options
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 1, 1, bias=False)
+            self.conv1.weight.data.fill_(1.0)  # identity: the image is the LIF's input current
+            self.lif = LIF(**neuron_options({}))  # threshold 1: pixels at 2.0 fire, pixels at 0.5 do not
+            self.conv2 = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            spikes, _ = self.lif(self.conv1(x)[None])
+            return self.conv2(spikes[0])
+
+    image = torch.full((1, 1, 3, 3), 0.5)
+    image[0, 0, 1, 1] = image[0, 0, 0, 0] = 2.0
+    result = estimate_energy(Tiny(), image)
+    # by hand:
+    # conv1 (analog): 9 outputs x 1 input channel x 1 tap = 9 MACs; memory 9 weights + 9 inputs + 9 outputs = 27
+    # lif: 9 neuron updates (2 memory accesses each: 18); 2 spikes (centre, corner)
+    # conv2 (spike-fed): the centre spike reaches 9 taps x 2 channels = 18 synapses, the corner one 4 x 2 = 8: 26 ACs;
+    #   memory 26 weights + 2 events + 18 outputs = 46
+    # 45nm: 9 x 4.6 + 26 x 0.9 = 64.8 pJ; darwinwafer: 9 x 4.6 + 26 x 4.9 = 168.8 pJ;
+    # 45nm+memory: 64.8 + (27 + 46 + 18) x 5 = 519.8 pJ
+    assert (result["macs"], result["acs"], result["memory_accesses"], result["neuron_updates"]) == (9, 26, 73, 9)
+    by = result["energy_mj_by_convention"]
+    assert set(by) == set(CONVENTIONS)
+    assert by["45nm"] == pytest.approx(64.8e-9) == result["energy_mj"]
+    assert by["darwinwafer"] == pytest.approx(168.8e-9)
+    assert by["45nm+memory"] == pytest.approx(519.8e-9)
+    assert "estimate, not a measurement" in result["note"] and set(result["conventions"]) == set(CONVENTIONS)

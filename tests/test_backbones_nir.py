@@ -62,22 +62,53 @@ def test_models_without_a_nir_form_are_refused_with_one_line(build, words):
         encoder_to_nir(build(), (16, 16))
 
 
-def test_models_export_nir_writes_the_graph_and_an_exact_round_trip_report(tmp_path):
-    import json
-
+def _checkpoint(tmp_path, **sections):
+    """A segmentation checkpoint with an snn encoder (zero reset, firing) whose batch norms hold statistics."""
     from medsuite.checkpoints import save_checkpoint
-    from medsuite.cli import main
     from medsuite.segmentation.config import SegmentationConfig
     from medsuite.segmentation.models import make_model
 
-    config = SegmentationConfig.model_validate(
-        {"data": {"image_size": [32, 32]}, "backbone": {"kind": "snn", "spatial_dims": 2, "channels": [4, 8], "strides": [1, 2], "norm": "batch", "time_steps": 2, "reset": "zero", "threshold": 0.5}}
-    )
+    backbone = {"kind": "snn", "spatial_dims": 2, "channels": [4, 8], "strides": [1, 2], "norm": "batch", "time_steps": 2, "reset": "zero", "threshold": 0.5}
+    config = SegmentationConfig.model_validate({"data": {"image_size": [32, 32]}, "backbone": backbone | sections.get("backbone", {}), "model": sections.get("model", {})})
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(tmp_path / "snn.pt", kind="segmentation", state=make_model(config).state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
+    model = make_model(config).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 1, 32, 32))
+    return save_checkpoint(tmp_path / "snn.pt", kind="segmentation", state=model.state_dict(), config=config.model_dump(mode="json"), card="acdc_h5")
+
+
+def _export(checkpoint, out, *extra: str) -> int:
+    from medsuite.cli import main
+
     with pytest.raises(SystemExit) as done:
-        main(["models", "export", str(checkpoint), "-o", str(tmp_path / "nir"), "--format", "nir"])
-    assert done.value.code in (0, None)
+        main(["models", "export", str(checkpoint), "-o", str(out), "--format", "nir", *extra])
+    return done.value.code or 0
+
+
+def test_models_export_nir_names_the_host_layers_and_exits_2_unless_allowed(tmp_path, capsys):
+    import json
+
+    checkpoint = _checkpoint(tmp_path)  # neU-Net with the analog decoder: only the encoder is spiking
+    assert _export(checkpoint, tmp_path / "nir") == 2
+    line = capsys.readouterr().err.strip()
+    assert "encoder.nir" in line and "analog decoder" in line and "--allow-host-layers" in line and "Traceback" not in line
+    assert _export(checkpoint, tmp_path / "nir", "--allow-host-layers") == 0
     report = json.loads((tmp_path / "nir" / "nir_report.json").read_text())
-    assert report["exact"] and report["spikes_nir"] == report["spikes_native"]
+    assert report["exact"] and report["spikes_nir"] == report["spikes_native"] and "head" in report["host_layers"]
     assert nir.read(str(tmp_path / "nir" / "encoder.nir")).metadata["time_steps"] == 2
+
+
+def test_spiking_neunet_exports_its_wavelet_inputs_and_round_trips_exactly(tmp_path, capsys):
+    import json
+
+    checkpoint = _checkpoint(tmp_path, model={"decoder": "spiking", "head_readout": "membrane"}, backbone={"channels": [4, 8, 16], "strides": [2, 2, 2]})
+    assert _export(checkpoint, tmp_path / "nir") == 2
+    assert "decoder.blocks, decoder.head run on the host" in capsys.readouterr().err
+    assert _export(checkpoint, tmp_path / "nir", "--allow-host-layers") == 0
+    report = json.loads((tmp_path / "nir" / "nir_report.json").read_text())
+    assert all(count > 0 for count in report["spikes_native"]), "every stage must fire for the check to mean anything"
+    assert report["spikes_nir"] == report["spikes_native"] and report["spikes_differing"] == [0, 0, 0]
+    assert report["max_abs_logit_difference"] == 0.0 and report["exact"]  # the re-imported spikes through the native decoder
+    graph = nir.read(str(tmp_path / "nir" / "encoder.nir"))
+    assert {f"stage{i}.bands" for i in range(3)} <= set(graph.nodes) and ("stage1.bands", "stage1.lif1") in graph.edges

@@ -49,6 +49,8 @@ def test_mask_keeps_oblique_affine_and_shape_exactly(tmp_path, tiny_checkpoint, 
 
     blank = estimate_energy(Segmenter(tiny_checkpoint).model, torch.zeros(1, 1, 32, 32))
     assert report["energy"]["macs"] == blank["macs"] > 0 and report["energy"]["energy_mj"] > 0
+    assert set(report["energy"]["energy_mj_by_convention"]) == set(report["energy"]["conventions"]) == {"45nm", "darwinwafer", "45nm+memory"}
+    assert "estimate, not a measurement" in report["energy"]["note"]
     assert case["status"] == "done" and len(case["sha256"]) == 64
     counts = np.bincount(np.asarray(mask.dataobj).ravel(), minlength=4)
     assert case["label_volumes_ml"]["lv_cavity"] == pytest.approx(counts[3] * vol.voxel_volume_ml, abs=1e-3)

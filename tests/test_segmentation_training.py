@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize("path", sorted(PIPELINES_DIR.glob("segmentation_*.yaml")), ids=lambda p: p.name)
 def test_pipeline_yaml_validates(path):
     config = load_pipeline(path, SegmentationConfig)
-    assert config.backbone.kind == "cnn" and config.data.card
+    assert config.backbone.kind == ("snn" if "spiking" in path.name else "cnn") and config.data.card
 
 
 def test_train_resume_and_evaluate(tmp_path):

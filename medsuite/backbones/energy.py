@@ -38,7 +38,7 @@ PJ_PER_AC = 0.9
 PJ_PER_SOP_DARWINWAFER = 4.9
 PJ_PER_SRAM_ACCESS = 5.0
 CONVENTION = "45nm: 4.6 pJ/MAC, 0.9 pJ/AC"
-NOTE = "estimate: synaptic operations of conv/linear layers only (45 nm figures, Horowitz 2014); not a hardware measurement"
+NOTE = "estimate, not a measurement: synaptic operations of conv/linear layers (and, for 45nm+memory, memory accesses) priced under each convention of 'conventions'; energy_mj is 45nm"
 CONVENTIONS = {
     "45nm": "4.6 pJ/MAC, 0.9 pJ/AC; synaptic operations only (Horowitz, ISSCC 2014)",
     "darwinwafer": "4.9 pJ/SOP for spike-fed layers, measured system figure of DarwinWafer (arXiv 2509.16213); analog-fed layers at 4.6 pJ/MAC",

@@ -4,6 +4,9 @@ What is exported is the spiking encoder (kind ``snn``, 2D): per stage conv -> fo
 residual conv -> folded batch norm, and the membrane shortcut as a second edge into the stage's second LIF
 (NIR sums the currents of all edges into a node, so ``norm2(conv2(s1)) + s1`` needs no extra node). Each
 stage's spikes leave the graph through its own output node, ``stage{i}``, which is what the U-Net decoder reads.
+For the spiking neU-Net (``model.decoder: spiking``) each strided stage also gets its wavelet input: the Haar
+bands through the 1x1 ``proj`` are one linear map of the image, exported as a conv ``stage{i}.bands`` (kernel
+and stride the stage's cumulative downsampling) from the input into ``stage{i}.lif1``.
 
 The spike-driven decoder stays on the host: it upsamples spikes by nearest neighbour, and NIR 1.0 has no
 upsampling or transposed-convolution primitive to express that with (only dense ``Affine`` maps, whose weight
@@ -74,8 +77,12 @@ def _lif_node(lif: nn.Module, shape: tuple[int, int, int]) -> Any:
     return nir.LIF(tau=full(tau), r=full(tau / DT), v_leak=full(0.0), v_threshold=full(float(cell.threshold)), v_reset=full(0.0))
 
 
-def encoder_to_nir(encoder: nn.Module, input_hw: tuple[int, int]) -> Any:
-    """A NIR graph of a 2D ``snn`` encoder for images of ``input_hw`` pixels (one channel per ``in_channels``)."""
+def encoder_to_nir(encoder: nn.Module, input_hw: tuple[int, int], inputs: dict[int, nn.Conv2d] | None = None) -> Any:
+    """A NIR graph of a 2D ``snn`` encoder for images of ``input_hw`` pixels (one channel per ``in_channels``).
+
+    ``inputs``: per stage index a conv of the image whose output is an extra input current into that stage's
+    first LIF (the spiking neU-Net's wavelet bands, ``NeUNet.band_convs``): node ``stage{i}.bands``, an edge from
+    the input and one into ``stage{i}.lif1`` (NIR sums the currents of all edges into a node)."""
     import nir
 
     spec = encoder.spec
@@ -98,6 +105,12 @@ def encoder_to_nir(encoder: nn.Module, input_hw: tuple[int, int]) -> Any:
         nodes[names["conv2"]] = _folded_conv(stage.conv2, stage.norm2, out_hw, names["conv2"])
         nodes[names["lif2"]] = _lif_node(stage.lif2, shape)
         nodes[f"stage{i}"] = nir.Output(output_type={"output": np.array(shape)})
+        if i in (inputs or {}):
+            bands = f"stage{i}.bands"
+            if _conv_output_hw(inputs[i], tuple(input_hw)) != out_hw:
+                raise MedsuiteError("model", f"the wavelet bands of stage {i} do not tile a {input_hw[0]}x{input_hw[1]} image", "export for an image size that the product of the strides divides")
+            nodes[bands] = _folded_conv(inputs[i], nn.Identity(), tuple(input_hw), bands)
+            edges += [("input", bands), (bands, names["lif1"])]
         edges += [
             (previous, names["conv1"]), (names["conv1"], names["lif1"]), (names["lif1"], names["conv2"]),
             (names["conv2"], names["lif2"]), (names["lif1"], names["lif2"]),  # the membrane shortcut
@@ -188,6 +201,19 @@ def run_nir_encoder(graph: Any, image: torch.Tensor, steps: int) -> list[torch.T
     return stages
 
 
+def _spiking_neunet(model: nn.Module) -> bool:
+    """A neU-Net with the spiking decoder: its wavelet bands are input currents of the encoder's stages."""
+    return bool(getattr(model, "spiking", False)) and hasattr(model, "band_convs")
+
+
+def host_layers(model: nn.Module) -> tuple[list[str], str]:
+    """The model's parts outside the exported graph (they run on the host), and why NIR cannot take them."""
+    if _spiking_neunet(model) or hasattr(getattr(model, "decoder", None), "forward_steps"):
+        return ["decoder.blocks", "decoder.head"], "NIR 1.0 has no upsampling node for the nearest-neighbour upsampling of spikes and the head's pixel shuffle"
+    parts = [name for name, _ in model.named_children() if name != "encoder"]
+    return parts, "an analog decoder is not a spiking network"
+
+
 def spiking_encoder_of(model: nn.Module) -> nn.Module:
     """The spiking encoder inside a model (a SpikingUNet or a neU-Net with an snn backbone), or a usage error."""
     encoder = getattr(model, "encoder", model)
@@ -203,7 +229,7 @@ def round_trip(model: nn.Module, image: torch.Tensor, graph: Any) -> dict[str, A
     steps = int(graph.metadata["time_steps"])
     model.eval()
     with torch.no_grad():
-        native = encoder.forward_steps(image)
+        native = model.encode_steps(image) if _spiking_neunet(model) else encoder.forward_steps(image)
         imported = run_nir_encoder(graph, image, steps)
         report: dict[str, Any] = {
             "time_steps": steps,
@@ -222,18 +248,25 @@ def round_trip(model: nn.Module, image: torch.Tensor, graph: Any) -> dict[str, A
 def export_nir(model: nn.Module, example: torch.Tensor, target: str | Path) -> dict[str, Any]:
     """Write ``model``'s spiking encoder as a NIR file for images shaped like ``example`` (1, C, H, W), read the
     file back and check it against the native model on ``example``; returns the round-trip report."""
-    graph = encoder_to_nir(spiking_encoder_of(model), tuple(example.shape[-2:]))
+    inputs = model.band_convs() if _spiking_neunet(model) else None
+    graph = encoder_to_nir(spiking_encoder_of(model), tuple(example.shape[-2:]), inputs)
+    host, why = host_layers(model)
+    graph.metadata |= {"wavelet_inputs": sorted(inputs or {}), "host_layers": host}
     target = write_nir(graph, target)
     import nir
 
     report = round_trip(model, example, nir.read(str(target)))
-    return {"file": str(target), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt_s": DT, "trained_reset": graph.metadata["trained_reset"], **report}
+    return {"file": str(target), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt_s": DT, "trained_reset": graph.metadata["trained_reset"], "host_layers": host, "host_layers_why": why, **report}
 
 
-def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, version: str | None = None, changelog: str | None = None) -> Path:
+def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, version: str | None = None, changelog: str | None = None, allow_host_layers: bool = False) -> Path:
     """``medsuite models export CKPT --format nir``: a segmentation checkpoint with a spiking encoder ->
     ``OUT/encoder.nir`` and ``OUT/nir_report.json`` (the round trip on a generated short-axis slice of the
-    model's patch size). ``version``/``changelog`` are recorded in the report."""
+    model's patch size). ``version``/``changelog`` are recorded in the report.
+
+    NIR cannot express the decoder (``host_layers``): both files are written all the same, and then, unless
+    ``allow_host_layers``, a usage error (exit 2) names the layers left to the host, so a script does not take
+    the graph for the whole network."""
     import numpy as np
 
     from medsuite.checkpoints import load_model
@@ -251,4 +284,11 @@ def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, versio
     report = export_nir(loaded.model, example, out_dir / "encoder.nir")
     report |= {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": loaded.payload["sha256"], "version": version, "changelog": changelog, "example": f"generated short-axis slice, {size[0]}x{size[1]}"}
     write_json(out_dir / "nir_report.json", report)
+    if report["host_layers"] and not allow_host_layers:
+        exact = "exact" if report["exact"] else "not exact"
+        raise MedsuiteError(
+            out_dir / "encoder.nir",
+            f"holds the spiking encoder{' and its wavelet inputs' if _spiking_neunet(loaded.model) else ''} only: {report['host_layers_why']} ({', '.join(report['host_layers'])} run on the host; round trip {exact}, nir_report.json)",
+            "run those layers on the host, or add --allow-host-layers to accept the partial graph with exit 0",
+        )
     return out_dir

@@ -73,6 +73,17 @@ class LIF(nn.Module):
         self.cell = snntorch.Leaky(beta=beta, threshold=threshold, spike_grad=spike_grad, reset_mechanism=reset)
 
     def forward(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_tracing():
+            return self._unroll(current)
+        # tracing (the TorchScript model.ts of a bundle) cannot record the surrogate's autograd Function; its
+        # forward is the Heaviside step, so the traced network computes the same spikes with that step
+        surrogate, self.cell.spike_grad = self.cell.spike_grad, _heaviside
+        try:
+            return self._unroll(current)
+        finally:
+            self.cell.spike_grad = surrogate
+
+    def _unroll(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mem = torch.zeros_like(current[0])  # fresh membrane every call: no state leaks between samples
         spikes, mems = [], []
         for step in current:
@@ -80,6 +91,11 @@ class LIF(nn.Module):
             spikes.append(spk)
             mems.append(mem)
         return torch.stack(spikes), torch.stack(mems)
+
+
+def _heaviside(x: torch.Tensor) -> torch.Tensor:
+    """The forward pass of every snntorch surrogate: a spike where the membrane exceeds the threshold."""
+    return (x > 0).to(x.dtype)
 
 
 class SpikingStage(nn.Module):
@@ -97,10 +113,12 @@ class SpikingStage(nn.Module):
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.lif2 = LIF(**neuron)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (T, B, C, ...) spikes (or the analog image) -> (spikes, membranes), both (T, B, C', ...)."""
+    def forward(self, x: torch.Tensor, current: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (T, B, C, ...) spikes (or the analog image) -> (spikes, membranes), both (T, B, C', ...).
+        ``current``: an extra input current ``(B, C', ...)`` into the first LIF at every step (neU-Net's wavelet bands)."""
         steps = x.shape[0]
-        s1, _ = self.lif1(unfold(self.norm1(self.conv1(fold(x))), steps))
+        drive = unfold(self.norm1(self.conv1(fold(x))), steps)
+        s1, _ = self.lif1(drive if current is None else drive + current)
         residual = self.drop(self.norm2(self.conv2(fold(s1))))
         return self.lif2(unfold(residual, steps) + s1)  # membrane shortcut: the add is a current, not a synapse
 
@@ -130,13 +148,15 @@ class SNNEncoder(Encoder):
             raise MedsuiteError("backbone", f"snn: time steps {steps} do not fit {len(self.spec.channels)} stages", "give one positive integer, or one per stage")
         self.stage_steps = steps
 
-    def forward_steps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per stage the readout at every time step, ``(T_stage, B, C, *spatial)``."""
+    def forward_steps(self, x: torch.Tensor, currents: dict[int, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per stage the readout at every time step, ``(T_stage, B, C, *spatial)``. ``currents``: per stage index
+        an analog current ``(B, C, ...)`` added to that stage's first LIF input at every step (direct encoding
+        of extra inputs, such as neU-Net's wavelet bands; the spikes stay binary)."""
         h = x.unsqueeze(0)  # direct encoding: the analog image is the input current at every step
         features = []
-        for stage, steps in zip(self.stages, self.stage_steps):
+        for index, (stage, steps) in enumerate(zip(self.stages, self.stage_steps)):
             h = resample_time(h, steps) if h.shape[0] > 1 else h.expand(steps, *h.shape[1:])
-            spikes, mems = stage(h)
+            spikes, mems = stage(h, (currents or {}).get(index))
             features.append(spikes if self.readout == "rate" else mems)
             h = spikes
         return features

@@ -7,7 +7,8 @@ keeps the time axis. Per skip level, the deeper spikes are upsampled by nearest 
 concatenated with the skip stage's spikes (binary), and pass a 3x3 conv -> norm -> LIF. A 1x1 head reads the
 last block's spikes at every time step; the prediction is the time average of those logits (rate decoding), and
 ``forward_steps`` keeps them per step for TET. Spec extra key ``head_readout: membrane`` lets the head read
-the last block's membrane potentials instead (then the head, and only it, is charged MACs). Norms act per time step (time folded into the batch), so batch
+the last block's membrane potentials instead (then the head, and only it, is charged MACs, once on the
+time-averaged membranes at inference). Norms act per time step (time folded into the batch), so batch
 norm folds into the conv weights at inference and the spike-driven property holds.
 
 The decoder runs at the largest T among the encoder stages; stages with fewer steps (mixed time-step training)
@@ -51,10 +52,15 @@ class SpikingUpBlock(nn.Module):
 class SpikingDecoder(nn.Module):
     """Spike-driven U-Net decoder over an encoder's per-stage spike trains (finest first)."""
 
-    def __init__(self, spatial_dims: int, channels: Sequence[int], classes: int, norm: str = "batch", neuron: dict | None = None, spike_features: bool = True, head_readout: str = "spikes"):
+    def __init__(
+        self, spatial_dims: int, channels: Sequence[int], classes: int, norm: str = "batch", neuron: dict | None = None,
+        spike_features: bool = True, head_readout: str = "spikes", head: nn.Module | None = None,
+    ):
         """``spike_features``: the encoder hands over spikes (rate readout), not membrane potentials.
         ``head_readout``: the 1x1 head reads the last block's "spikes" (accumulates) or its "membrane" potentials
-        (continuous, so the head alone costs MACs; a smoother output and gradient)."""
+        (continuous, so the head alone costs MACs; a smoother output and gradient).
+        ``head``: another head on the finest block's ``channels[0]`` (neU-Net: a sub-pixel head that also undoes
+        a strided first stage); by default a 1x1 conv."""
         super().__init__()
         if head_readout not in ("spikes", "membrane"):
             raise MedsuiteError("backbone", f"spiking U-Net: head_readout {head_readout!r} not supported", "head_readout: spikes | membrane")
@@ -64,20 +70,31 @@ class SpikingDecoder(nn.Module):
         self.blocks = nn.ModuleList(
             SpikingUpBlock(spatial_dims, deep, skip, skip, norm, neuron, spike_input=spike_features) for deep, skip in zip(channels[:0:-1], channels[-2::-1])
         )
-        self.head = Conv[Conv.CONV, spatial_dims](channels[0], classes, kernel_size=1)
+        self.head = head if head is not None else Conv[Conv.CONV, spatial_dims](channels[0], classes, kernel_size=1)
         if head_readout == "spikes":
-            self.head.energy_input = "spike"
+            for layer in self.head.modules():
+                if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                    layer.energy_input = "spike"
 
-    def forward_steps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``features``: per stage ``(T_stage, B, C, ...)`` -> per-step logits ``(T, B, classes, ...)``."""
+    def _last_block(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The finest block's (spikes, membrane potentials), both ``(T, B, channels[0], ...)``."""
         steps = max(f.shape[0] for f in features)
         features = [resample_time(f, steps) for f in features]  # only ever repeats: binary stays binary
         h = mem = features[-1]
         for block, skip in zip(self.blocks, features[-2::-1]):
             h, mem = block(h, skip)
-        return unfold(self.head(fold(h if self.head_readout == "spikes" else mem)), steps)
+        return h, mem
+
+    def forward_steps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``features``: per stage ``(T_stage, B, C, ...)`` -> per-step logits ``(T, B, classes, ...)``."""
+        spikes, mem = self._last_block(features)
+        return unfold(self.head(fold(spikes if self.head_readout == "spikes" else mem)), spikes.shape[0])
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The time average of the per-step logits. A membrane head is linear, so it reads the time-averaged
+        membranes once: the same logits at 1/T of its MACs (a spike head keeps per-step binary input: accumulates)."""
+        if self.head_readout == "membrane":
+            return self.head(self._last_block(features)[1].mean(0))
         return self.forward_steps(features).mean(0)
 
 
@@ -103,4 +120,4 @@ class SpikingUNet(nn.Module):
         return self.decoder.forward_steps(self.encoder.forward_steps(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_steps(x).mean(0)
+        return self.decoder(self.encoder.forward_steps(x))

@@ -69,3 +69,16 @@ def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], forw
         m.momentum = momentum
         m.eval()
     return len(norms)
+
+
+def set_time_steps(model: nn.Module, steps: int | list[int], calibration: Iterable[torch.Tensor] = ()) -> nn.Module:
+    """Run a spiking model (its ``.encoder`` an snn encoder) at ``steps`` from now on, its BatchNorm statistics
+    re-estimated on ``calibration`` batches for that T (MTT evaluation at T = 1, 2, 4, 8); the model keeps its
+    train/eval mode. Returns it."""
+    model.encoder.set_time_steps(steps)
+    batches = list(calibration)
+    if batches and any(isinstance(m, _BN) for m in model.modules()):
+        training = model.training
+        reestimate_batchnorm(model, batches)
+        model.train(training)
+    return model

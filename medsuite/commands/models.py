@@ -47,12 +47,18 @@ def export(
     fmt: str = typer.Option("bundle", "--format", help=f"Export format: {', '.join(EXPORTERS)} (bundle: a MONAI bundle with configs/, models/model.pt and model.ts, docs/; nir: a spiking model's encoder as a NIR graph, encoder.nir, with a round-trip report)."),
     version: str | None = typer.Option(None, "--version", help="The bundle's version (default: medsuite's)."),
     changelog: str | None = typer.Option(None, "--changelog", help="The changelog line of this version (default: where it was exported from)."),
+    allow_host_layers: bool = typer.Option(
+        False, "--allow-host-layers", help="nir: accept a graph without the layers NIR cannot express (the decoder, run on the host) and exit 0; without it the files are written and the command exits 2 naming those layers."
+    ),
 ) -> None:
     """Export a checkpoint; the bundle runs with `python -m monai.bundle run` and `medsuite segment --model BUNDLE/`."""
     if fmt not in EXPORTERS:
         raise MedsuiteError("--format", f"unknown export format {fmt!r}", f"use one of {', '.join(EXPORTERS)}")
+    if allow_host_layers and fmt != "nir":
+        raise MedsuiteError("--allow-host-layers", f"is an option of --format nir, not {fmt}", "drop it, or use --format nir")
     module, function = EXPORTERS[fmt].split(":")
-    written = getattr(importlib.import_module(module), function)(checkpoint, output, version=version, changelog=changelog)
+    options = {"allow_host_layers": allow_host_layers} if fmt == "nir" else {}
+    written = getattr(importlib.import_module(module), function)(checkpoint, output, version=version, changelog=changelog, **options)
     console.print(f"wrote {written}")
 
 

@@ -47,6 +47,12 @@ class ModelSection(Strict):
     out_channels: int = 4
     wavelet_bands: Literal["all", "approx", "detail"] = Field("all", description="neU-Net: which Haar sub-bands feed each encoder scale")
     roi_size: tuple[int, ...] | None = Field(None, description="3D models: sliding-window patch size")
+    decoder: Literal["analog", "spiking"] = Field(
+        "analog", description="neU-Net: analog (sub-pixel conv blocks) or spiking (spike-driven blocks of LIF neurons, for backbone kind: snn; a spiking neU-Net)"
+    )
+    head_readout: Literal["spikes", "membrane"] | None = Field(
+        None, description="spiking decoder: its head reads the last block's spikes (accumulates only) or membrane potentials (the head costs MACs; smoother); None: spikes"
+    )
 
 
 class TrainSection(Strict):
@@ -69,6 +75,15 @@ class TrainSection(Strict):
     max_minutes: float | None = Field(None, description="stop after the epoch that passes this wall time")
     patience: int | None = Field(None, ge=1, description="early stopping: stop once this many validations in a row have not beaten the best (best.pt keeps the best)")
     workers: int = Field(0, ge=0, description="data-loader worker processes for augmentation (0: in the training process; a GPU machine wants several)")
+    loss: Literal["dice_ce", "tet"] = Field(
+        "dice_ce", description="dice_ce: on the time-averaged logits; tet (spiking decoder): DiceCE on every time step's logits plus a small MSE pull (Deng et al., ICLR 2022)"
+    )
+    tet_lambda: float = Field(1e-3, ge=0.0, lt=1.0, description="TET: weight of the MSE pull of every step's logits toward 1")
+    time_steps: Literal["fixed", "mixed"] = Field(
+        "fixed", description="fixed: every stage runs backbone.time_steps; mixed (snn backbone): mixed time-step training (MTT), each step sums mtt_configs "
+        "sampled per-stage T in 1..time_steps, so the model can run at fewer steps; validation and the checkpoint use time_steps"
+    )
+    mtt_configs: int = Field(3, ge=1, description="mixed time steps: sampled configurations (forward/backward passes) per optimiser step")
 
 
 class PostprocessSection(Strict):
@@ -83,3 +98,19 @@ class SegmentationConfig(Strict):
     train: TrainSection = TrainSection()
     postprocess: PostprocessSection = PostprocessSection()
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _spiking_options_fit(self) -> SegmentationConfig:
+        """The spiking options need the parts they act on: a misplaced one is an error, not silently unused."""
+        spiking_decoder = self.model.decoder == "spiking"
+        if spiking_decoder and (self.model.name != "neunet" or self.backbone.kind != "snn"):
+            raise ValueError("model.decoder: spiking needs model.name: neunet and backbone.kind: snn")
+        if self.model.head_readout is not None and not spiking_decoder:
+            raise ValueError("model.head_readout is an option of model.decoder: spiking")
+        if self.model.name == "neunet" and "head_readout" in (self.backbone.model_extra or {}):
+            raise ValueError("backbone.head_readout: for neU-Net set model.head_readout (with model.decoder: spiking)")
+        if self.train.loss == "tet" and not spiking_decoder:
+            raise ValueError("train.loss: tet needs per-step logits: set model.decoder: spiking")
+        if self.train.time_steps == "mixed" and self.backbone.kind != "snn":
+            raise ValueError("train.time_steps: mixed needs backbone.kind: snn")
+        return self

@@ -44,7 +44,7 @@ def make_model(config: SegmentationConfig) -> nn.Module:
     name, dims, out = config.model.name, config.model.spatial_dims, config.model.out_channels
     backbone = {**config.backbone.model_dump(), "spatial_dims": dims}
     if name == "neunet":
-        return NeUNet(backbone, out, bands=config.model.wavelet_bands)
+        return NeUNet(backbone, out, bands=config.model.wavelet_bands, decoder=config.model.decoder, head_readout=config.model.head_readout or "spikes")
     if backbone.get("kind", "cnn") != "cnn":
         raise MedsuiteError("backbone.kind", f"{name} builds its own CNN encoder (kind {backbone['kind']!r} asked)", "use model: neunet for snn/hebbian encoders")
     channels = [int(c) for c in backbone.get("channels", (16, 32, 64, 128))]

@@ -4,7 +4,9 @@ validation Dice per epoch on whole volumes, resumable checkpoints carrying confi
 from __future__ import annotations
 
 import math
+import random
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from rich.progress import (
 )
 
 from medsuite import distributed
+from medsuite.backbones.training import mtt_step, set_time_steps, tet_loss
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
 from medsuite.data.datasets import discover_records, make_loader
@@ -72,6 +75,17 @@ def _stale(history: list[dict], patience: int | None) -> bool:
     run keeps its count."""
     scores = [entry["val_mean_dice"] for entry in history if "val_mean_dice" in entry]
     return patience is not None and bool(scores) and len(scores) - 1 - scores.index(max(scores)) >= patience
+
+
+class _PerStepLogits(torch.nn.Module):
+    """A spiking model whose forward is its per-step logits (TET), so DDP wraps the call the loss reads."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_steps(x)
 
 
 def _budget_spent(history: list[dict], max_minutes: float | None) -> bool:
@@ -138,7 +152,11 @@ def train(
         console.print(f"resuming {last} after epoch {start_epoch}")
     elif init is not None:
         load_init(model, init)
-    net = ctx.wrap(model)  # trains through DDP under torchrun; ``model`` is what is saved and validated
+    tet, mixed = config.train.loss == "tet", config.train.time_steps == "mixed"
+    full_steps = list(model.encoder.stage_steps) if mixed else None  # MTT samples below these; validation runs at them
+    mtt_rng = random.Random(config.seed)
+    calibration: deque[torch.Tensor] = deque(maxlen=4)  # the epoch's last batches: BatchNorm statistics at the full T after MTT
+    net = ctx.wrap(_PerStepLogits(model) if tet else model)  # trains through DDP under torchrun; ``model`` is what is saved and validated
     began = time.perf_counter() - (history[-1]["minutes"] * 60 if history else 0.0)
     step = start_epoch * len(loader)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
@@ -158,13 +176,27 @@ def train(
             for batch in loader:
                 _cosine_lr(optimiser, config.train.lr, step / total_steps, ctx.from_main(time.perf_counter() - began) / budget_s if budget_s else 0.0)
                 step += 1
-                optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(net(batch["image"].to(dev)), batch["label"].to(dev))
-                require_finite_loss(loss.item(), step=step, cases=[f"{c} slice {int(s)}" for c, s in zip(batch["case"], batch["slice"])], run=out_dir, kept=last)
-                loss.backward()
-                optimiser.step()
-                total += loss.item()
-                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", info=f"loss {loss.item():.3f}")
+                image, label = batch["image"].to(dev), batch["label"].to(dev)
+
+                def compute_loss(image=image, label=label, batch=batch, step=step) -> torch.Tensor:
+                    out = net(image)
+                    loss = tet_loss(out, label, loss_fn, lam=config.train.tet_lambda) if tet else loss_fn(out, label)
+                    require_finite_loss(loss.item(), step=step, cases=[f"{c} slice {int(s)}" for c, s in zip(batch["case"], batch["slice"])], run=out_dir, kept=last)
+                    return loss
+
+                if mixed:
+                    value = mtt_step(model.encoder, compute_loss, optimiser, t_max=max(full_steps), configs=config.train.mtt_configs, rng=mtt_rng)
+                    calibration.append(image)
+                else:
+                    optimiser.zero_grad(set_to_none=True)
+                    loss = compute_loss()
+                    loss.backward()
+                    optimiser.step()
+                    value = loss.item()
+                total += value
+                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", info=f"loss {value:.3f}")
+            if mixed:
+                set_time_steps(model, full_steps, calibration)
             entry = {"epoch": epoch + 1, "loss": ctx.mean(total / len(loader)), "minutes": ctx.from_main((time.perf_counter() - began) / 60)}
             last_epoch = epoch + 1 == epochs or _budget_spent([*history, entry], config.train.max_minutes)
             if (epoch + 1) % config.train.val_every == 0 or last_epoch:
