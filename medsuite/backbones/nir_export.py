@@ -264,9 +264,9 @@ def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, versio
     ``OUT/encoder.nir`` and ``OUT/nir_report.json`` (the round trip on a generated short-axis slice of the
     model's patch size). ``version``/``changelog`` are recorded in the report.
 
-    NIR cannot express the decoder (``host_layers``): both files are written all the same, and then, unless
-    ``allow_host_layers``, a usage error (exit 2) names the layers left to the host, so a script does not take
-    the graph for the whole network."""
+    NIR cannot express the decoder (``host_layers``): unless ``allow_host_layers``, a usage error (exit 2)
+    names the layers left to the host before anything is written, so a script does not take the graph for the
+    whole network."""
     import numpy as np
 
     from medsuite.checkpoints import load_model
@@ -275,6 +275,11 @@ def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, versio
     from medsuite.segmentation.synthetic import synthetic_short_axis
 
     loaded = load_model(checkpoint, "segmentation")
+    spiking_encoder_of(loaded.model)  # a model without one is refused first
+    host, why = host_layers(loaded.model)
+    if host and not allow_host_layers:
+        graph = "the spiking encoder and its wavelet inputs" if _spiking_neunet(loaded.model) else "the spiking encoder"
+        raise MedsuiteError(checkpoint, f"NIR can hold only {graph}: {why} ({', '.join(host)} would run on the host)", "add --allow-host-layers to export that partial graph (encoder.nir, with its round trip in nir_report.json)")
     size = tuple(loaded.config.data.image_size)
     volume, _ = synthetic_short_axis()
     middle = volume.array[..., volume.array.shape[-1] // 2].astype(np.float32)
@@ -284,11 +289,4 @@ def export_checkpoint_nir(checkpoint: str | Path, out_dir: str | Path, *, versio
     report = export_nir(loaded.model, example, out_dir / "encoder.nir")
     report |= {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": loaded.payload["sha256"], "version": version, "changelog": changelog, "example": f"generated short-axis slice, {size[0]}x{size[1]}"}
     write_json(out_dir / "nir_report.json", report)
-    if report["host_layers"] and not allow_host_layers:
-        exact = "exact" if report["exact"] else "not exact"
-        raise MedsuiteError(
-            out_dir / "encoder.nir",
-            f"holds the spiking encoder{' and its wavelet inputs' if _spiking_neunet(loaded.model) else ''} only: {report['host_layers_why']} ({', '.join(report['host_layers'])} run on the host; round trip {exact}, nir_report.json)",
-            "run those layers on the host, or add --allow-host-layers to accept the partial graph with exit 0",
-        )
     return out_dir

@@ -48,7 +48,7 @@ def export(
     version: str | None = typer.Option(None, "--version", help="The bundle's version (default: medsuite's)."),
     changelog: str | None = typer.Option(None, "--changelog", help="The changelog line of this version (default: where it was exported from)."),
     allow_host_layers: bool = typer.Option(
-        False, "--allow-host-layers", help="nir: accept a graph without the layers NIR cannot express (the decoder, run on the host) and exit 0; without it the files are written and the command exits 2 naming those layers."
+        False, "--allow-host-layers", help="nir: accept a graph without the layers NIR cannot express (the decoder, run on the host) and exit 0; without it the command names those layers and exits 2, writing nothing."
     ),
 ) -> None:
     """Export a checkpoint; the bundle runs with `python -m monai.bundle run` and `medsuite segment --model BUNDLE/`."""
