@@ -137,3 +137,19 @@ def test_one_task_alone_or_the_rotation_baseline_pretrains_with_the_same_command
     assert (model.rotation_head is not None) == rotation
     heat, location, turn = model(torch.zeros(1, 1, 32, 32))
     assert heat.shape == (1, 4, 32, 32) and location.shape == (1,) and (turn is None or turn.shape == (1, 4))
+
+
+def test_pretrain_on_a_users_own_card_as_the_readme_walks_through(exam, tmp_path):
+    """README: `cards show` a shipped card as a template, set id and root, validate it, `pretrain --card PATH`."""
+    shown = runner.invoke(_build(), ["cards", "show", "mnms_multiview"])
+    assert shown.exit_code == 0, shown.output
+    card = yaml.safe_load(shown.output)
+    card.update(id="my_cines", name="our cine exams")
+    card["layout"]["root"] = str(exam.parent)
+    path = tmp_path / "my_cines.yaml"
+    path.write_text(yaml.safe_dump(card))
+    assert runner.invoke(_build(), ["cards", "validate", str(path)]).exit_code == 0
+    result = runner.invoke(_build(), ["pretrain", "--card", str(path), "-o", str(tmp_path / "run"), "--iterations", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "tasks per source: my_cines: orientation, location" in result.output
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["tasks_per_source"] == {"my_cines": ["orientation", "location"]}

@@ -66,6 +66,8 @@ def pretrain(
         typer.echo(str(output / "encoder.pt"))
         return
     first, last = figures["loss_first"], figures["loss_last"]
+    tasks = "; ".join(f"{card}: {', '.join(supported) or 'no task'}" for card, supported in figures["tasks_per_source"].items())
+    typer.echo(f"tasks per source: {tasks} (task 1 orientation needs intersecting views, task 2 location a stack)")
     typer.echo(f"{figures['n_samples']} samples; loss {first['total']:.4f} -> {last['total']:.4f} (orientation {last['orientation']:.4f}, location {last['location']:.4f}); encoder in {output / 'encoder.pt'}")
 
 
