@@ -158,11 +158,11 @@ def _registration(path: Path, payload: dict[str, Any]) -> tuple[Any, BaseModel]:
 
 def _pretext(path: Path, payload: dict[str, Any]) -> tuple[Any, BaseModel]:
     from medsuite.pretext.model import PretextNet
-    from medsuite.pretext.pretrain import PretextConfig
+    from medsuite.pretext.pretrain import PretextConfig, task_weight
 
     config = validated(path, PretextConfig, payload["config"])
     heatmaps = payload["state"].get("decoder.head.conv.weight")
-    model = PretextNet(config.backbone, **({"heatmap_channels": heatmaps.shape[0]} if heatmaps is not None else {}), rotation=config.weights.get("rotation", 0.0) > 0)
+    model = PretextNet(config.backbone, **({"heatmap_channels": heatmaps.shape[0]} if heatmaps is not None else {}), rotation=task_weight(config.weights, "rotation") > 0)
     fill(path, model, payload["state"])
     return model, config
 
