@@ -299,8 +299,11 @@ def write_nifti(
     *,
     inputs: Iterable[str | Path] = (),
     intent: str | None = None,
+    compresslevel: int | None = None,
 ) -> Path:
-    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame)."""
+    """Write a NIfTI atomically with the given affine as both sform and qform (scanner frame).
+
+    ``compresslevel``: gzip level of a ``.nii.gz`` (None: nibabel's default, 1; 0 stores without compressing)."""
     target = Path(target)
     ensure_not_input(target, inputs)
     image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
@@ -309,7 +312,11 @@ def write_nifti(
     if intent is not None:
         image.header.set_intent(intent)
     with atomic_path(target) as tmp:
-        nib.save(image, str(tmp))
+        if compresslevel is None or target.suffix != ".gz":
+            nib.save(image, str(tmp))
+        else:  # nibabel's own deterministic gzip writer (mtime 0), at the level asked for
+            with nib.openers.Opener(str(tmp), "wb", compresslevel=compresslevel) as handle:
+                image.to_stream(handle)
     return target
 
 

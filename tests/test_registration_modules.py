@@ -13,7 +13,7 @@ from medsuite.registration.config import RegistrationConfig
 from medsuite.registration.fields import integrate, warp
 from medsuite.registration.inference import clean_mask, field_of_view, load_model
 from medsuite.registration.instance import grow_lesion, inpaint_around, inside_head
-from medsuite.registration.losses import box_mean, generation_loss, lncc_map
+from medsuite.registration.losses import box_mean, generation_loss, lncc_map, masked_lncc_loss, stable_mean, stable_sum
 from medsuite.registration.networks import GIRNet
 from medsuite.registration.spatial import content_box, downsample_image, folding_percent, jacobian_determinant, resize_image, uncrop
 from medsuite.registration.train import FINAL, train
@@ -63,6 +63,25 @@ def test_lncc_is_one_for_affinely_related_images():
     image = torch.rand(1, 1, 12, 12, 12)
     assert lncc_map(image, 3.0 * image + 2.0, 5)[..., 3:-3, 3:-3, 3:-3].min() > 0.95
     assert lncc_map(image, torch.rand(1, 1, 12, 12, 12), 5).mean() < 0.2
+
+
+@pytest.mark.parametrize(("shape", "window", "weighted"), [((9, 11, 7), 5, False), ((9, 11, 7), 5, True), ((4, 5, 6), 9, True)])
+def test_the_written_out_lncc_gradient_is_autograds(shape: tuple[int, ...], window: int, weighted: bool):
+    # masked_lncc_loss carries its own backward (memory); it must be the gradient of the traced formula,
+    # flat regions (zero variance: clamp_min's zero gradient) and windows wider than the grid included.
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 1, *shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    b = (0.5 * a.detach() + 0.3 * torch.rand(1, 1, *shape, dtype=torch.float64, generator=generator)).requires_grad_(True)
+    b.data[..., :2] = 0.2
+    weight = torch.rand(1, 1, *shape, dtype=torch.float64, generator=generator, requires_grad=True) if weighted else None
+    ncc = lncc_map(a, b, window)
+    traced = 1.0 - (stable_mean(ncc) if weight is None else stable_sum(ncc * weight) / stable_sum(weight).clamp_min(1.0))
+    inputs = [a, b] + ([weight] if weighted else [])
+    written = masked_lncc_loss(a, b, window, weight)
+    torch.testing.assert_close(written, traced, rtol=1e-12, atol=1e-12)
+    for expected, got in zip(torch.autograd.grad(traced, inputs), torch.autograd.grad(written, inputs)):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *x: masked_lncc_loss(x[0], x[1], window, x[2] if weighted else None), tuple(inputs))
 
 
 def test_lncc_pulls_in_low_contrast_tissue():
@@ -244,3 +263,21 @@ def test_pipeline_yaml_names_every_loss_weight():
     config = load_pipeline(PIPELINES_DIR / "registration_girnet.yaml", RegistrationConfig)
     assert set(read_yaml(PIPELINES_DIR / "registration_girnet.yaml")["losses"]) == set(type(config.losses).model_fields)
     assert config.losses.smooth > 0 and config.backbone.kind == "cnn" and config.instance.mask_level in config.instance.levels
+
+
+@pytest.mark.parametrize(("working_mm", "finest"), [(0.0, (24, 20, 16)), (2.0, (12, 10, 8))])
+def test_working_mm_optimises_a_fine_pair_on_a_coarser_grid(monkeypatch, working_mm: float, finest: tuple[int, ...]):
+    # instance.working_mm 2 on a 1 mm pair: every level (and the velocity grid) twice as coarse, while the
+    # fields, the mask and the fill come back on the input's grid.
+    import medsuite.registration.instance as instance
+
+    seen: list[tuple[int, ...]] = []
+    lncc = instance.masked_lncc_loss
+    monkeypatch.setattr(instance, "masked_lncc_loss", lambda a, *rest: seen.append(tuple(a.shape[2:])) or lncc(a, *rest))
+    config = RegistrationConfig()
+    config.instance.levels, config.instance.steps, config.instance.mask_level, config.instance.working_mm = [2, 1], [2, 2], 2, working_mm
+    torch.manual_seed(0)
+    fixed = torch.rand(1, 1, 24, 20, 16)
+    result = instance.optimise_pair(fixed, fixed.roll(1, 2), config, voxel_mm=1.0)
+    assert max(seen) == finest
+    assert result.forward.shape[2:] == result.lesion.shape[2:] == result.inpainted.shape[2:] == (24, 20, 16)

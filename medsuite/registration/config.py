@@ -33,6 +33,11 @@ class InstanceConfig(Strict):
     levels: list[int] = Field([4, 2, 1], description="image downsampling factor per level")
     steps: list[int] = Field([30, 20, 5], description="Adam steps per level at most (--steps N scales them to sum to N)")
     field_factor: int = Field(4, description="velocity grid downsampling (>= the level's): cheap integration, smooth fields")
+    working_mm: float = Field(
+        0.0,
+        ge=0,
+        description="an input finer than this is optimised on a grid of about this voxel size (levels and velocity grid scale by the nearest whole factor); the mask grows and outputs are written on the input's grid (0: always the input's own)",
+    )
     learning_rate: float = 0.05
     mask_learning_rate: float = 0.3
     lesion_prior_logit: float = Field(-1.0, description="initial lesion logit without a trained mask generator")

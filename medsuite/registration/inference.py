@@ -156,7 +156,7 @@ def register_volumes(
     energy = inference_energy(model, torch.cat([as_tensor(moving_n), as_tensor(fixed_n)], dim=1)[region], voxel_mm)
 
     start = time.perf_counter()
-    forward = result.forward[0].numpy().astype(np.float64)
+    forward = result.forward[0].numpy()  # float32 (3, X, Y, Z); widened per component where float64 is needed
     ddf_lps = voxel_ddf_to_world_lps(forward, fixed, prealign)
     registration = Registration(
         fixed=fixed,

@@ -101,6 +101,11 @@ def grid_shape(full_shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
     return tuple(max(8, -(-n // factor)) for n in full_shape)
 
 
+def working_scale(working_mm: float, voxel_mm: float) -> int:
+    """How many input voxels one voxel of the finest optimised grid spans (``instance.working_mm``)."""
+    return max(1, round(working_mm / voxel_mm)) if working_mm > 0 else 1
+
+
 def model_grid(model: GIRNet, full_shape: tuple[int, ...], voxel_mm: float) -> tuple[int, ...]:
     """The grid of ``voxel_mm`` inputs at the resolution ``model`` was trained on: where its networks run."""
     return grid_shape(full_shape, max(1, round(model.resolution_mm / voxel_mm)))
@@ -219,9 +224,11 @@ def optimise_pair(
     full_shape = tuple(fixed.shape[2:])
     velocity = logits = None
     history: list[float] = []
-    for factor, n_steps in zip(io.levels, level_steps(config, steps)):
+    scale = working_scale(io.working_mm, voxel_mm)
+    for level, n_steps in zip(io.levels, level_steps(config, steps)):
+        factor = level * scale
         shape = grid_shape(full_shape, factor)
-        field_shape = grid_shape(full_shape, max(factor, io.field_factor))
+        field_shape = grid_shape(full_shape, max(factor, io.field_factor * scale))
         f, m = downsample_image(fixed, shape), downsample_image(moving, shape)
         window = outline_window(voxel_mm * max(n / k for n, k in zip(full_shape, shape)))
         if velocity is None:
@@ -230,8 +237,8 @@ def optimise_pair(
         velocity = resize_field(velocity, field_shape).detach().requires_grad_(True)
         # The mask learns on one level (coarser, a lesion is a few blurred voxels; finer, the generation
         # terms cost most of a full-resolution step) and stays fixed on the finer levels after it.
-        learns_mask = use_segmentation and factor == io.mask_level and given_lesion is None
-        keeps_mask = (use_segmentation and factor < io.mask_level) or given_lesion is not None
+        learns_mask = use_segmentation and level == io.mask_level and given_lesion is None
+        keeps_mask = (use_segmentation and level < io.mask_level) or given_lesion is not None
         logits = resize_image(logits, shape).detach().requires_grad_(learns_mask)
         given = None if given_lesion is None else downsample_image(given_lesion, shape)
         groups = [{"params": [velocity], "lr": io.learning_rate}]

@@ -74,27 +74,35 @@ def folding_percent(jacobian: np.ndarray, mask: np.ndarray | None = None) -> flo
     return float(100.0 * np.mean(values <= 0)) if values.size else 0.0
 
 
+def affine_in_index_plus_field(shape: tuple[int, ...], on_index: np.ndarray, on_field: np.ndarray, field: list[np.ndarray], constant: np.ndarray) -> np.ndarray:
+    """``on_index @ i + on_field @ field(i) + constant`` at every voxel index i of ``shape``, as (X, Y, Z, 3)
+    float64, one component at a time from broadcast index ranges: no full coordinate grids (~1 GB at 1 mm).
+    ``field`` is the three components of a vector field on that grid (float32 ones are widened on the fly)."""
+    axes = [np.arange(n, dtype=np.float64).reshape([-1 if k == axis else 1 for k in range(3)]) for axis, n in enumerate(shape)]
+    result = np.empty((*shape, 3), np.float64)
+    scratch = np.empty(shape, np.float64)
+    for c in range(3):
+        component = constant[c] + on_index[c, 0] * axes[0] + on_index[c, 1] * axes[1] + on_index[c, 2] * axes[2]  # broadcasts to the grid
+        for k in range(3):
+            np.multiply(field[k], on_field[c, k], out=scratch)
+            component += scratch
+        result[..., c] = component
+    return result
+
+
 def voxel_ddf_to_world_lps(ddf_vox: np.ndarray, fixed: Volume, prealign: sitk.AffineTransform) -> np.ndarray:
     """Total transform as an ITK displacement (X, Y, Z, 3) in LPS mm: fixed point p -> T_affine(p + u(p)) - p.
 
     ``ddf_vox`` (3, X, Y, Z) is the deformable part on the fixed grid (voxels); ``prealign`` maps fixed
     physical points to moving physical points (SimpleITK's resampling convention). With the fixed grid's
-    voxel-to-LPS map ``L i + t`` and the affine ``A x + b`` this is ``(A L - L) i + A L u + (A t + b - t)``,
-    summed per component from broadcast index ranges (no full coordinate grids: those were ~1 GB at 1 mm).
+    voxel-to-LPS map ``L i + t`` and the affine ``A x + b`` this is ``(A L - L) i + A L u + (A t + b - t)``.
     """
     lps_affine = LPS_TO_RAS @ fixed.affine
     linear, offset = lps_affine[:3, :3], lps_affine[:3, 3]
     matrix = affine_matrix(prealign)
-    on_grid, on_field = matrix[:3, :3] @ linear - linear, matrix[:3, :3] @ linear
+    on_index, on_field = matrix[:3, :3] @ linear - linear, matrix[:3, :3] @ linear
     constant = matrix[:3, :3] @ offset + matrix[:3, 3] - offset
-    axes = [np.arange(n, dtype=np.float64).reshape([-1 if k == axis else 1 for k in range(3)]) for axis, n in enumerate(fixed.spatial_shape)]
-    result = np.empty((*fixed.spatial_shape, 3), np.float64)
-    for c in range(3):
-        component = np.full(fixed.spatial_shape, constant[c])
-        for k in range(3):
-            component += on_grid[c, k] * axes[k] + on_field[c, k] * ddf_vox[k]
-        result[..., c] = component
-    return result
+    return affine_in_index_plus_field(fixed.spatial_shape, on_index, on_field, list(ddf_vox), constant)
 
 
 def affine_matrix(transform: sitk.AffineTransform) -> np.ndarray:
