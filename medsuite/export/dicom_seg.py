@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-from pydicom.sr.codedict import codes
 
 from medsuite import __version__
 from medsuite.errors import MedsuiteError
+from medsuite.export.algorithm import Algorithm
 from medsuite.export.source import SourceSeries
 from medsuite.export.terminology import term_for
 from medsuite.io import atomic_path
 
 # Derived series are numbered after their source, as scanners number reconstructions.
 SERIES_NUMBER_OFFSET = 1000
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """What made the mask: written into every DICOM output so a reader can trace it to the model file."""
-
-    name: str  # e.g. "neunet"
-    model_file: str
-    model_sha256: str
-
-    @property
-    def version(self) -> str:
-        return f"medsuite {__version__}"
-
-    def identification(self) -> hd.AlgorithmIdentificationSequence:
-        return hd.AlgorithmIdentificationSequence(
-            name=self.name,
-            family=codes.DCM.ArtificialIntelligence,
-            version=self.version,
-            source="medsuite",
-            parameters={"model_file": self.model_file, "model_sha256": self.model_sha256},
-        )
 
 
 def series_description(kind: str, algorithm: Algorithm, source: SourceSeries) -> str:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medsuite.export.dicom_seg import Algorithm, write_dicom_seg
+from medsuite.export.algorithm import Algorithm
 from medsuite.export.formats import OutputFormat, output_names, resolve_formats
-from medsuite.export.rtstruct import write_rtstruct
-from medsuite.export.source import source_series
 from medsuite.errors import MedsuiteError
 from medsuite.io import Volume, ensure_not_input, image_kind, sha256_file, write_nifti
 
@@ -49,6 +47,10 @@ def write_mask_outputs(
     inputs = list(inputs)
     for name in names.values():
         ensure_not_input(out_dir / name, inputs)
+    if len(chosen) > 1:  # the DICOM writers (highdicom, pydicom) load only when a DICOM format is asked for
+        from medsuite.export.dicom_seg import write_dicom_seg
+        from medsuite.export.rtstruct import write_rtstruct
+        from medsuite.export.source import source_series
     series = source_series(source) if len(chosen) > 1 else None
     write_nifti(out_dir / names["nifti"], mask, source.affine, inputs=inputs)
     if series is not None and not mask.any():

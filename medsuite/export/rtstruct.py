@@ -21,7 +21,8 @@ from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
 from skimage.measure import find_contours
 
 from medsuite import __version__
-from medsuite.export.dicom_seg import SERIES_NUMBER_OFFSET, Algorithm, check_labels, series_description
+from medsuite.export.algorithm import Algorithm
+from medsuite.export.dicom_seg import SERIES_NUMBER_OFFSET, check_labels, series_description
 from medsuite.export.source import SourceSeries
 from medsuite.export.terminology import term_for
 from medsuite.io import LPS_TO_RAS, atomic_path
