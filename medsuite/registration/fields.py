@@ -25,10 +25,14 @@ def _normalised_grid(shape: tuple[int, ...], dtype: torch.dtype, device: torch.d
 
 def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
     """``image`` (B, C, X, Y, Z) sampled at x + ddf(x) (voxels): MONAI's ``Warp``, whose grid it scales to
-    [-1, 1] before adding the displacement (one fused op instead of per-axis in-place updates: ~30 % less
-    time per warp, backward included, and the same samples to float rounding)."""
-    grid, scale = _normalised_grid(tuple(ddf.shape[2:]), ddf.dtype, ddf.device)
-    return F.grid_sample(image, grid + ddf.flip(1).movedim(1, -1) * scale, mode=mode, padding_mode=padding_mode, align_corners=True)
+    [-1, 1] before adding the displacement. Each scaled component is added in place into one copy of the
+    identity grid (grid_sample's last axis runs z, y, x): a flipped, scaled and summed copy of the field
+    each held a whole field more (the peak memory of a 1 mm run), for the same samples to float rounding."""
+    identity, scale = _normalised_grid(tuple(ddf.shape[2:]), ddf.dtype, ddf.device)
+    grid = identity.expand(ddf.shape[0], *identity.shape).clone()
+    for axis in range(3):  # a product, then a sum: add_'s alpha may fuse them (FMA) in vector lanes only,
+        grid[..., 2 - axis] += ddf[:, axis] * scale[2 - axis]  # which would make the bits depend on the thread count
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
 
 
 def integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
