@@ -10,6 +10,8 @@ runs on it in turn as a whole process with its default options, as a user runs i
 - ``medsuite (default)``: ``medsuite register FIXED MOVING --moving-labels L -o OUT`` (instance optimisation
   from the identity: the default);
 - ``medsuite (shipped checkpoint start)``: the same with ``--model auto``;
+- ``medsuite (working_mm 2)``: the same with ``instance.working_mm: 2`` (a ``--pipeline`` copy): finer pairs
+  are optimised on ~2 mm grids (at 2 mm it is the default);
 - ``VoxelMorph-style``: medsuite's instance optimisation without the lesion modules (registration_runners.py plain);
 - ``ANTs SyN``: an antspyx script reading the pair, running SyN, writing warped image and labels (registration_runners.py ants).
 
@@ -126,6 +128,24 @@ def medsuite_command(*options: str) -> Callable[[dict[str, Path], Path], list[st
     return command
 
 
+def medsuite_pipeline_variant(**instance: object) -> Callable[[dict[str, Path], Path], list[str]]:
+    """``medsuite register`` with the shipped pipeline but these ``instance`` settings (a YAML beside ``out``)."""
+
+    def command(files: dict[str, Path], out: Path) -> list[str]:
+        import yaml
+
+        from medsuite.config import pipeline_path, read_yaml
+
+        settings = read_yaml(pipeline_path("registration_girnet"))
+        settings["instance"].update(instance)
+        path = out.parent / f"{out.name}_pipeline.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(settings))
+        return medsuite_command("--pipeline", str(path))(files, out)
+
+    return command
+
+
 def use_threads(threads: int | None) -> None:
     """``--threads N``: every child gets N threads (medsuite's ``--threads``; ITK's and OpenMP's variables, which
     ANTs reads), so a comparison on shared cores stays fair. None: every core, each tool's default."""
@@ -141,6 +161,7 @@ def runner_command(mode: str) -> Callable[[dict[str, Path], Path], list[str]]:
 METHODS = {
     "medsuite (default)": medsuite_command(),
     "medsuite (shipped checkpoint start)": medsuite_command("--model", "auto"),
+    "medsuite (working_mm 2)": medsuite_pipeline_variant(working_mm=2.0),  # a 1 mm pair optimised on 2 mm grids
     "VoxelMorph-style (no lesion modules)": runner_command("plain"),
     "ANTs SyN": runner_command("ants"),
 }
