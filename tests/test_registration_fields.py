@@ -35,6 +35,27 @@ def test_warp_is_monais_warp(mode: str, padding: str):
     torch.testing.assert_close(warp(image, ddf, mode, padding), expected, rtol=1e-5, atol=1e-5)  # the grid is scaled before the add
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_warp_on_several_threads_gives_the_bits_of_one(threads: int):
+    # warp cuts the output into one slab per thread (grid_sample's CPU kernel parallelises over the batch):
+    # the samples and the field's gradient must be bit-identical to one thread's, odd row counts included.
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 2, 15, 9, 7, generator=generator)  # 15 rows: 3 slabs on 3 or 4 threads, 1 on 2
+    ddf = (2 * torch.rand(1, 3, 15, 9, 7, generator=generator) - 1).requires_grad_(True)
+    weights = torch.rand(1, 2, 15, 9, 7, generator=generator)
+    results = []
+    for count in (1, threads):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            out = warp(image, ddf)
+            (gradient,) = torch.autograd.grad((out * weights).sum(), ddf)
+        finally:
+            torch.set_num_threads(previous)
+        results.append((out, gradient))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 def test_integrate_is_monais_dvf2ddf_with_gradients():
     velocity = _random(2, scale=1.5).requires_grad_()
     with warnings.catch_warnings():

@@ -32,7 +32,21 @@ def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear", padding
     grid = identity.expand(ddf.shape[0], *identity.shape).clone()
     for axis in range(3):  # a product, then a sum: add_'s alpha may fuse them (FMA) in vector lanes only,
         grid[..., 2 - axis] += ddf[:, axis] * scale[2 - axis]  # which would make the bits depend on the thread count
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    return _grid_sample(image, grid, mode, padding_mode)
+
+
+def _grid_sample(image: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
+    """``F.grid_sample`` on every torch thread. Its 3D CPU kernel (forward and backward) runs one batch element
+    per thread, so a single image used one core: the output is cut into equal slabs along its first axis, sampled
+    as a batch of the same image. Each output voxel and its grid gradient are computed alone, so the bits do
+    not depend on the cut; an image that needs its own gradient (scaling and squaring, on the coarse velocity
+    grid) is sampled whole, since its gradient would be summed over the slabs in a thread-dependent order."""
+    threads, rows = torch.get_num_threads(), grid.shape[1]
+    slabs = max((p for p in range(1, threads + 1) if rows % p == 0), default=1)
+    if slabs == 1 or image.shape[0] != 1 or image.requires_grad:
+        return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    sampled = F.grid_sample(image.expand(slabs, *image.shape[1:]), grid.reshape(slabs, rows // slabs, *grid.shape[2:]), mode=mode, padding_mode=padding_mode, align_corners=True)
+    return sampled.transpose(0, 1).reshape(1, image.shape[1], rows, *sampled.shape[3:])
 
 
 def integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
