@@ -82,8 +82,8 @@ def gaussian_smooth(image: torch.Tensor, sigma: list[float]) -> torch.Tensor:
         dim, taps = axis + 2, kernel.shape[0]
         length = image.shape[dim] - taps + 1
         smoothed = image.narrow(dim, 0, length) * kernel[0]
-        for tap in range(1, taps):
-            smoothed.add_(image.narrow(dim, tap, length), alpha=float(kernel[tap]))
+        for tap in range(1, taps):  # product, then sum: no add_(alpha=), for the reason in ``warp``
+            smoothed += image.narrow(dim, tap, length) * kernel[tap]
         image = smoothed
     return image
 
