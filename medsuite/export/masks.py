@@ -47,11 +47,13 @@ def write_mask_outputs(
     inputs = list(inputs)
     for name in names.values():
         ensure_not_input(out_dir / name, inputs)
+    series = None
     if len(chosen) > 1:  # the DICOM writers (highdicom, pydicom) load only when a DICOM format is asked for
         from medsuite.export.dicom_seg import write_dicom_seg
         from medsuite.export.rtstruct import write_rtstruct
         from medsuite.export.source import source_series
-    series = source_series(source) if len(chosen) > 1 else None
+
+        series = source_series(source)
     write_nifti(out_dir / names["nifti"], mask, source.affine, inputs=inputs)
     if series is not None and not mask.any():
         # a SEG needs at least one frame: an empty result is reported, not stored as an empty DICOM object
