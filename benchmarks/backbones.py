@@ -5,13 +5,15 @@
     python benchmarks/backbones.py --only mtt  # rows can be split over processes (the cnn row is always run)
     python benchmarks/backbones.py --neunet --quick   # the neU-Nets through the real pipeline, 3 patients, 1.5 min each
     python benchmarks/backbones.py --neunet --full    # all train patients, 60 min each, the 16 test patients
+    python benchmarks/backbones.py --neunet --full --rows spiking --out DIR &  # one process per core, one table
 
-``--neunet`` compares the shipped CNN neU-Net with the spiking neU-Net (``segmentation_spiking_neunet_acdc.yaml``:
-TET, membrane head, mixed time steps) through the segmentation pipeline itself (``train()``: native patches,
+``--neunet`` compares the shipped CNN neU-Net, the spiking neU-Net (``segmentation_spiking_neunet_acdc.yaml``:
+TET, membrane head, mixed time steps) and the CNN neU-Net with a Hebbian encoder (SPHeRe warm-up on the training
+patches inside the same budget, then fine-tuned end to end) through the segmentation pipeline itself (``train()``: native patches,
 augmentation, validation on the card's val split, postprocessing), each on the same train patients and the same
 wall-clock budget (``train.max_minutes``; the cosine schedule decays over it), then on the card's test split:
-mean and per-class Dice, the spiking model again at T = 1, 2, ... (MTT, batch norm re-estimated on training
-patches), energy per volume (one central 128x128 patch per slice) under every convention, CPU s per volume.
+mean and per-class Dice, the spiking model again at T = 1, 2, 4, 8 (MTT, batch norm re-estimated on training
+patches; T past the trained one is marked), energy per volume (one central 128x128 patch per slice) under every convention, CPU s per volume.
 
 The cnn is ``make_encoder(spec)`` + a small MONAI-block U-Net decoder (analog). The spiking rows are
 ``SpikingUNet``: ``make_encoder(spec, kind="snn")`` + a spike-driven decoder, so only the first conv (direct
@@ -160,8 +162,21 @@ def evaluate(model: nn.Module, volumes, energy_volumes: int = 4) -> dict:
     }
 
 
-def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | None = None) -> None:
-    """The ``--neunet`` table (module docstring); runs land in ``out`` (a run found there resumes, its budget kept)."""
+NEUNET_ROWS = {  # --neunet row -> (recipe, backbone kind it is trained with)
+    "cnn": ("segmentation_neunet_acdc", "cnn"),
+    "spiking": ("segmentation_spiking_neunet_acdc", "snn"),
+    "hebbian": ("segmentation_neunet_acdc", "hebbian"),  # SPHeRe warm-up on the training patches, then fine-tuned
+}
+NEUNET_LABELS = {"cnn": "cnn neU-Net", "spiking": "spiking neU-Net", "hebbian": "hebbian neU-Net"}
+MTT_EVAL_STEPS = (1, 2, 4, 8)
+
+
+def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | None = None, which: tuple[str, ...] = tuple(NEUNET_ROWS)) -> None:
+    """The ``--neunet`` table (module docstring); runs land in ``out`` (a run found there resumes, its budget kept).
+    Each row's figures are merged into ``out/neunet_rows.json``, so rows trained by several processes at once
+    (``--rows``, one per core) print side by side from there."""
+    import json
+
     from monai.transforms import ResizeWithPadOrCrop
 
     from medsuite.backbones.energy import CONVENTIONS
@@ -173,58 +188,73 @@ def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | 
     from medsuite.segmentation.data import split_volumes, training_slices
     from medsuite.segmentation.evaluate import evaluate_volumes
     from medsuite.segmentation.labels import card_labels
-    from medsuite.segmentation.models import load_trained
+    from medsuite.segmentation.models import load_trained, make_model
     from medsuite.segmentation.train import train as train_pipeline
 
     patients, default_minutes, test_volumes = (3, 1.5, 4) if quick else (None, 60.0, None) if full else (12, 15.0, 16)
     minutes = minutes or default_minutes
     card, labels = load_card("acdc_h5"), card_labels(load_card("acdc_h5"))
-    print(f"neU-Nets through train(): {patients or 'all'} train patients, {minutes} min wall clock each, test split {test_volumes or 'all'} volumes, seed {seed}")
+    print(f"neU-Nets through train(): {patients or 'all'} train patients, {minutes} min wall clock each, test split {test_volumes or 'all'} volumes, seed {seed}, rows {', '.join(which)}")
 
-    def recipe(name: str) -> SegmentationConfig:
+    def recipe(row: str) -> SegmentationConfig:
+        name, kind = NEUNET_ROWS[row]
         config = load_pipeline(name, SegmentationConfig)
         # the budget, not the epoch count, ends training; validation only at its end (val_every past the last epoch)
         data = config.data.model_copy(update={"train_patients": patients, "limit": 2 * patients if patients else None})
-        return config.model_copy(update={"data": data, "seed": seed, "train": config.train.model_copy(update={"epochs": 10_000, "max_minutes": minutes, "val_every": 10_000, "patience": None})})
+        train = config.train.model_copy(update={"epochs": 10_000, "max_minutes": minutes, "val_every": 10_000, "patience": None})
+        return config.model_copy(update={"data": data, "seed": seed, "train": train, "backbone": config.backbone.model_copy(update={"kind": kind})})
 
-    def measure(model: nn.Module, config: SegmentationConfig, volumes) -> dict:
-        start = time.process_time()
-        metrics = evaluate_volumes([(model, config)], volumes, labels)
-        seconds = (time.process_time() - start) / len(volumes)
+    def energy_of(model: nn.Module, config: SegmentationConfig, volumes) -> dict:
         crop = ResizeWithPadOrCrop(config.data.image_size)
         energy = []
         for i in range(min(2, len(volumes))):  # per volume: one central patch per slice
             image = volumes[i]["image"].as_tensor()[0]  # (H, W, S)
             patches = torch.stack([torch.as_tensor(crop(image[None, :, :, k])[0]) for k in range(image.shape[-1])])[:, None]
             energy.append(estimate_energy(model, patches)["energy_mj_by_convention"])
-        return {
-            "dice": metrics["mean_dice"], "per_class": [metrics["per_class"][n]["dice"] for n in labels.values()], "cpu_s": seconds,
-            "mj": {c: sum(e[c] for e in energy) / len(energy) for c in CONVENTIONS},
-        }
+        return {c: sum(e[c] for e in energy) / len(energy) for c in CONVENTIONS}
 
-    rows: dict[str, dict] = {}
-    for label, name in (("cnn neU-Net", "segmentation_neunet_acdc"), ("spiking neU-Net", "segmentation_spiking_neunet_acdc")):
-        config = recipe(name)
-        result = train_pipeline(config, out / name, quiet=True)
-        trained = load_trained(out / name / "best.pt")
+    def measure(model: nn.Module, config: SegmentationConfig, volumes) -> dict:
+        start = time.process_time()
+        metrics = evaluate_volumes([(model, config)], volumes, labels)
+        seconds = (time.process_time() - start) / len(volumes)
+        return {"dice": metrics["mean_dice"], "per_class": [metrics["per_class"][n]["dice"] for n in labels.values()], "cpu_s": seconds, "mj": energy_of(model, config, volumes)}
+
+    store = out / "neunet_rows.json"
+    rows: dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
+    for row in which:
+        config = recipe(row)
+        result = train_pipeline(config, out / row, quiet=True)
+        trained = load_trained(out / row / "best.pt")
         slices = training_slices(card, trained.config)
         test = split_volumes(card, trained.config.model_copy(update={"data": trained.config.data.model_copy(update={"limit": test_volumes})}), "test")
         steps = math.ceil(len(slices) / config.train.batch_size) * result["epochs"]
-        print(f"  {label}: {result['epochs']} epochs, {steps} optimiser steps in {minutes} min, val Dice {result['best_val_mean_dice']:.3f}", flush=True)
+        print(f"  {NEUNET_LABELS[row]}: {result['epochs']} epochs, {steps} optimiser steps in {minutes} min, val Dice {result['best_val_mean_dice']:.3f}", flush=True)
+        found: dict[str, dict] = {}
         if config.train.time_steps != "mixed":
-            rows[label] = measure(trained.model, trained.config, test)
-            continue
-        calibration = [batch["image"] for batch in itertools.islice(make_loader(slices, batch_size=16, shuffle=True, seed=seed), 4)]
-        full_steps = max(trained.model.encoder.stage_steps)
-        for steps_t in sorted({1, 2, 4, 8, full_steps} & set(range(1, full_steps + 1))):
-            set_time_steps(trained.model, steps_t, calibration)
-            rows[f"{label} T={steps_t}"] = measure(trained.model.eval(), trained.config, test)
-    base = rows["cnn neU-Net"]["mj"]["45nm"]
+            found[NEUNET_LABELS[row]] = measure(trained.model, trained.config, test)
+        else:
+            calibration = [batch["image"] for batch in itertools.islice(make_loader(slices, batch_size=16, shuffle=True, seed=seed), 4)]
+            trained_t = max(trained.model.encoder.stage_steps)
+            for steps_t in sorted({*MTT_EVAL_STEPS, trained_t}):  # past the trained T too (MTT sampled 1..trained_t)
+                set_time_steps(trained.model, steps_t, calibration)
+                beyond = " (past training)" if steps_t > trained_t else ""
+                found[f"{NEUNET_LABELS[row]} T={steps_t}{beyond}"] = measure(trained.model.eval(), trained.config, test)
+        for figures in found.values():
+            figures.update({"steps": steps, "minutes": minutes, "seed": seed})
+        rows |= found
+        store.parent.mkdir(parents=True, exist_ok=True)
+        fresh = json.loads(store.read_text()) if store.exists() else {}  # another process may have added rows since
+        store.write_text(json.dumps(fresh | found, indent=1))
+        rows = fresh | found
+    # The CNN's energy does not depend on its weights (every MAC counts): an untrained one prices the baseline
+    # when this process trained no cnn row.
+    cnn = recipe("cnn")
+    base = rows["cnn neU-Net"]["mj"]["45nm"] if "cnn neU-Net" in rows else energy_of(make_model(cnn).eval(), cnn, split_volumes(card, cnn.model_copy(update={"data": cnn.data.model_copy(update={"limit": 2})}), "test"))["45nm"]
     names = list(labels.values())
-    print(f"\n{'model':<22}{'Dice':>7}" + "".join(f"{n[:5]:>7}" for n in names) + "".join(f"{c + ' mJ':>18}" for c in CONVENTIONS) + f"{'x cnn 45nm':>12}{'CPU s/vol':>11}")
+    print(f"\n{'model':<36}{'steps':>7}{'Dice':>7}" + "".join(f"{n[:5]:>7}" for n in names) + "".join(f"{c + ' mJ':>18}" for c in CONVENTIONS) + f"{'x cnn 45nm':>12}{'CPU s/vol':>11}")
     for name, r in rows.items():
-        print(f"{name:<22}{r['dice']:>7.3f}" + "".join(f"{d:>7.3f}" for d in r["per_class"]) + "".join(f"{r['mj'][c]:>18.3f}" for c in CONVENTIONS) + f"{r['mj']['45nm'] / base:>12.2f}{r['cpu_s']:>11.2f}")
-    print("energy: estimate, not a measurement, per test volume (one central patch per slice, mean of the first 2 volumes); Dice: whole test volumes, sliding window, postprocessed as the recipe says")
+        print(f"{name:<36}{r['steps']:>7}{r['dice']:>7.3f}" + "".join(f"{d:>7.3f}" for d in r["per_class"]) + "".join(f"{r['mj'][c]:>18.3f}" for c in CONVENTIONS) + f"{r['mj']['45nm'] / base:>12.2f}{r['cpu_s']:>11.2f}")
+    print(f"rows from {store}; energy: estimate, not a measurement, per test volume (one central patch per slice, mean of the first 2 volumes); Dice: whole test volumes, sliding window, postprocessed as the recipe says")
 
 
 def main() -> None:
@@ -234,6 +264,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="--neunet: every train patient, 60 min per model, the whole test split")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark_neunets"), help="--neunet: where the training runs go")
     parser.add_argument("--minutes", type=float, default=None, help="--neunet: wall-clock training budget per model (default 1.5 quick, 15, 60 full)")
+    parser.add_argument("--rows", nargs="+", choices=list(NEUNET_ROWS), default=list(NEUNET_ROWS), help="--neunet: which models this process trains (run one process per core; the table merges them)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which rows besides the cnn baselines (to split the run over processes)")
@@ -245,7 +276,7 @@ def main() -> None:
         print(f"skipped: ACDC h5 data not found at {root}")
         return
     if args.neunet:
-        neunet_rows(args.quick, args.full, args.seed, args.out, args.minutes)
+        neunet_rows(args.quick, args.full, args.seed, args.out, args.minutes, tuple(args.rows))
         return
     size, n_train, n_test, steps = (64, 16, 4, 300) if args.quick else (64, 40, 16, 1200)
     steps = args.steps or steps

@@ -75,6 +75,33 @@ def test_acdc_nifti_layout_trains_through_the_same_card_interface(tmp_path):
     assert len(metrics["cases"]) == 1 and list(metrics["cases"]) == [n for n in metrics["cases"] if n.endswith("_frame01")]
 
 
+@pytest.mark.parametrize("kind", ["hebbian", "cnn"])
+def test_a_fresh_run_warms_up_the_encoder_its_kind_pretrains(tmp_path, kind):
+    """``backbone: hebbian`` in segmentation is SPHeRe-pretrained on the training patches before its supervised
+    steps, as in the other pipelines (it trained as a plain CNN before); a cnn encoder has nothing to warm up."""
+    from rich.console import Console
+
+    _phantom_acdc(tmp_path / "acdc")
+    config = SegmentationConfig.model_validate(
+        {
+            "data": {"card": "acdc_nifti", "root": str(tmp_path / "acdc"), "image_size": [32, 32]},
+            "backbone": {"kind": kind, "spatial_dims": 2, "channels": [4, 8, 16], "strides": [2, 2, 2]},
+            "train": {"epochs": 1, "batch_size": 4, "augment": False},
+        }
+    )
+    console = Console(record=True, width=200)
+    train(config, tmp_path / "run", quiet=True, console=console)
+    said = console.export_text()
+    if kind == "cnn":
+        assert "warm-up" not in said
+        return
+    from medsuite.segmentation.data import training_slices
+    from medsuite.data.cards import load_card
+
+    patches = len(training_slices(load_card("acdc_nifti"), config.model_copy(update={"data": config.data.model_copy(update={"root": str(tmp_path / "acdc")})})))
+    assert f"encoder warm-up (hebbian) on {patches} patches: loss" in said
+
+
 def test_evaluate_command_writes_into_the_current_folder_never_beside_the_checkpoint(tmp_path, monkeypatch, capsys):
     """The common runtime options, and a default results folder in the current folder (the shipped model lies
     inside the installed package, where nothing may be written)."""

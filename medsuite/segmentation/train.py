@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from medsuite import distributed
+from medsuite.backbones.base import Encoder
 from medsuite.backbones.training import mtt_step, set_time_steps, tet_loss
 from medsuite.checkpoints import load_checkpoint, save_checkpoint
 from medsuite.data.cards import load_card
@@ -101,6 +102,20 @@ def _checkpoint(path: Path, model, config: SegmentationConfig, card_id: str, lab
     save_checkpoint(path, kind=KIND, state=model.state_dict(), config=config.model_dump(mode="json"), card=card_id, labels=labels_json, epoch=epoch, metrics=metrics, **extra)
 
 
+def _warm_up_encoder(model: torch.nn.Module, loader, config: SegmentationConfig, ctx: distributed.DistributedContext, console: Console) -> None:
+    """``Encoder.warm_up`` on one pass of the training patches, labels unused (most kinds have none: nothing runs).
+    Under torchrun every rank warms up on its own patients and the main rank's weights are kept by all."""
+    encoder = getattr(model, "encoder", None)  # MONAI's U-Nets build their own CNN encoders
+    if not isinstance(encoder, Encoder) or type(encoder).warm_up is Encoder.warm_up:
+        return
+    images = torch.cat([batch["image"] for batch in loader]).to(ctx.device)
+    history = encoder.warm_up(images, batch_size=config.train.batch_size, seed=config.seed)
+    if ctx.enabled:
+        ctx.broadcast_weights(encoder)
+    if history:
+        console.print(f"encoder warm-up ({config.backbone.kind}) on {len(images)} patches: loss {history[0]:.3f} -> {history[-1]:.3f}")
+
+
 def train(
     config: SegmentationConfig,
     out_dir: str | Path,
@@ -158,6 +173,8 @@ def train(
     calibration: deque[torch.Tensor] = deque(maxlen=4)  # the epoch's last batches: BatchNorm statistics at the full T after MTT
     net = ctx.wrap(_PerStepLogits(model) if tet else model)  # trains through DDP under torchrun; ``model`` is what is saved and validated
     began = time.perf_counter() - (history[-1]["minutes"] * 60 if history else 0.0)
+    if start_epoch == 0 and init is None:  # a fresh run: the backbone's own pretraining (hebbian: SPHeRe), inside the budget
+        _warm_up_encoder(model, loader, config, ctx, console)
     step = start_epoch * len(loader)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console, disable=quiet or not ctx.is_main) as progress:
