@@ -32,7 +32,7 @@ from medsuite.viewer.views import load_canonical, plane_click_to_voxel, render_p
 from medsuite.viewer.windowing import PRESET_NAMES, window_for
 
 AXIS_NAMES = ("x voxel (patient left → right)", "y voxel (posterior → anterior)", "z voxel (inferior → superior)")
-DARK_CSS = "<style>[data-testid='stImage'] img, .stImageCoordinates {background:#000;}</style>"
+DARK_CSS = "<style>[data-testid='stImage'] img {background:#000;}</style>"
 
 
 def setup(title: str) -> Path:
@@ -160,15 +160,44 @@ def picture(path: Path) -> np.ndarray:
     return _picture(str(path), _stamp(path))
 
 
-def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict[str, Any] | None:
-    """Show a PNG; with a key, clicks are reported (streamlit-image-coordinates) as {'x','y'}."""
+#: A picture that reports where it was clicked, in the picture's own pixels. An inline components-v2
+#: element in the page itself, not an iframe (streamlit-image-coordinates): each iframe cost about
+#: 0.4 s of a page's first load. The image element is kept across reruns and only its source swapped.
+_CLICKABLE_VIEW_JS = """
+export default function (component) {
+    const { data, parentElement, setTriggerValue } = component;
+    let img = parentElement.querySelector("img.medsuite-view");
+    if (!img) {
+        img = document.createElement("img");
+        img.className = "medsuite-view";
+        img.alt = data.alt;
+        img.onclick = (event) => {
+            const box = img.getBoundingClientRect();
+            const x = Math.floor((event.clientX - box.left) * img.naturalWidth / box.width);
+            const y = Math.floor((event.clientY - box.top) * img.naturalHeight / box.height);
+            setTriggerValue("click", { x: x, y: y });
+        };
+        parentElement.appendChild(img);
+    }
+    if (img.getAttribute("src") !== data.src) img.src = data.src;
+}
+"""
+_CLICKABLE_VIEW = st.components.v2.component(
+    "medsuite.clickable_view",
+    js=_CLICKABLE_VIEW_JS,
+    css="img.medsuite-view { width: 100%; display: block; background: #000; cursor: crosshair; }\n",  # a newline: inline CSS, not a path
+)
+
+
+def show_image(rgb: np.ndarray, caption: str, *, key: str | None = None) -> dict[str, int] | None:
+    """Show a PNG; with a key, a click is returned once, on the rerun it caused, as {'x','y'} in the
+    picture's pixels (None otherwise)."""
     if key is None:
         st.image(to_png(rgb), caption=caption, output_format="PNG", width="stretch")  # encoded once, lightly
         return None
-    from streamlit_image_coordinates import streamlit_image_coordinates
-
     st.caption(caption)
-    return streamlit_image_coordinates(Image.fromarray(rgb), key=key, png_compression_level=1, use_column_width="always")
+    source = "data:image/png;base64," + base64.b64encode(to_png(rgb)).decode()
+    return _CLICKABLE_VIEW(key=key, data={"src": source, "alt": caption}, on_click_change=lambda: None).click
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -206,9 +235,8 @@ def tri_planar(
         views[panel.key] = rgb
         with col:
             click = show_image(rgb, caption, key=f"{key}_click_{panel.key}")
-        if click and click != st.session_state.get(f"{key}_last_{panel.key}"):
-            st.session_state[f"{key}_last_{panel.key}"] = click
-            shown = (click.get("height") or rgb.shape[0], click.get("width") or rgb.shape[1])
+        if click:
+            shown = rgb.shape[:2]
             if panel.grid is None:
                 target = click_to_voxel(plane, slice_index(plane, voxel), int(click["y"]), int(click["x"]), vol.array.shape, shown)
             else:

@@ -37,8 +37,8 @@ TARGET_S = 2.0
 #: page -> (path, what must be on screen): a text, then images / charts that must be decoded or drawn.
 PAGES = {
     "home": ("", "segment results", ()),
-    "Registration": ("Registration", "Warped moving", ("[data-testid='stImage'] img", "iframe")),
-    "Mask": ("Mask", "Label volumes", ("iframe",)),
+    "Registration": ("Registration", "Warped moving", ("[data-testid='stImage'] img", "img.medsuite-view")),
+    "Mask": ("Mask", "Label volumes", ("img.medsuite-view",)),
     "Concept": ("Concept", "Concept contributions", ("[data-testid='stImage'] img",)),  # charts, then the case's pictures
 }
 
@@ -89,13 +89,10 @@ def load_time(browser, url: str, page_name: str) -> float:
     tab.goto(f"{url}/{path}")
     tab.get_by_text(text).first.wait_for()
     for selector in selectors:
-        if selector == "iframe":  # the clickable view: an <img> inside the component's iframe
-            tab.frame_locator("iframe").first.locator("img").first.wait_for()
-            tab.frame_locator("iframe").first.locator("img").first.evaluate("el => el.decode ? el.decode() : null")
-        else:
-            tab.locator(selector).first.wait_for()
-            if selector.endswith("img"):  # every picture the script sent, decoded
-                tab.locator(selector).evaluate_all("els => Promise.all(els.map(el => el.decode()))")
+        tab.locator(selector).first.wait_for()
+        # every picture the script sent, decoded (the clickable views' <img> sit in open shadow roots,
+        # which Playwright's CSS selectors pierce)
+        tab.locator(selector).evaluate_all("els => Promise.all(els.map(el => el.decode()))")
     if page_name != "home":
         tab.get_by_text("Record decision").first.wait_for()
     tab.locator("[data-testid='stStatusWidget']").wait_for(state="hidden")

@@ -116,7 +116,7 @@ def test_registration_page_shows_images(page, server: str) -> None:
     assert images.count() == 3  # fixed, moving, warped side by side
     for n in range(3):
         assert not_blank(shot(images.nth(n))) > 10.0
-    axial = page.frame_locator("iframe").first.locator("img")  # clickable tri-planar view
+    axial = page.locator("img.medsuite-view").first  # clickable tri-planar view
     assert not_blank(shot(axial)) > 10.0
     page.screenshot(path=str(SHOTS / "registration.png"), full_page=True)
     # A click at the top-left of the axial view moves the crosshair to the most anterior voxel on the
@@ -127,8 +127,8 @@ def test_registration_page_shows_images(page, server: str) -> None:
 
 def test_mask_and_concept_pages_render(page, server: str) -> None:
     open_mask_result(page, server, "segmentation")
-    page.frame_locator("iframe").first.locator("img").wait_for()
-    assert not_blank(shot(page.frame_locator("iframe").first.locator("img"))) > 10.0
+    page.locator("img.medsuite-view").first.wait_for()
+    assert not_blank(shot(page.locator("img.medsuite-view").first)) > 10.0
     page.screenshot(path=str(SHOTS / "mask.png"), full_page=True)
     open_page(page, f"{server}/Concept", "Concept contributions")
     pictures = page.locator("[data-testid='stImage'] img")  # the two charts, then the case's ultrasound image
@@ -200,8 +200,8 @@ def test_oblique_short_axis_stack_is_shown_in_its_own_plane_with_letters(page, s
     assert panels[0].startswith("short-axis (in-plane)")
     # The M&Ms-2 example ships its 4-chamber image: that plane, and the 2-chamber one from the mask.
     assert panels[1].startswith(("4-chamber (plane of lax_4c_ed.nii.gz)", "4-chamber (from mask)")) and panels[2].startswith("2-chamber (from mask)")
-    assert len(page.frame_locator("iframe").first.locator("img").all()) >= 1
-    assert not_blank(shot(page.frame_locator("iframe").first.locator("img"))) > 10.0
+    assert len(page.locator("img.medsuite-view").all()) >= 1
+    assert not_blank(shot(page.locator("img.medsuite-view").first)) > 10.0
     page.screenshot(path=str(SHOTS / "oblique_sax.png"), full_page=True)
 
 
