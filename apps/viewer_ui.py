@@ -161,8 +161,9 @@ def picture(path: Path) -> np.ndarray:
 
 
 #: A picture that reports where it was clicked, in the picture's own pixels. An inline components-v2
-#: element in the page itself, not an iframe (streamlit-image-coordinates): each iframe cost about
-#: 0.4 s of a page's first load. The image element is kept across reruns and only its source swapped.
+#: element in the page itself, not an iframe per panel (streamlit-image-coordinates, a document and scripts
+#: each): the Mask page's first load is 0.1-0.45 s shorter (docs/viewer.md). The image element is kept
+#: across reruns and only its source swapped.
 _CLICKABLE_VIEW_JS = """
 export default function (component) {
     const { data, parentElement, setTriggerValue } = component;

@@ -241,7 +241,6 @@ def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | 
                 found[f"{NEUNET_LABELS[row]} T={steps_t}{beyond}"] = measure(trained.model.eval(), trained.config, test)
         for figures in found.values():
             figures.update({"steps": steps, "minutes": minutes, "seed": seed})
-        rows |= found
         store.parent.mkdir(parents=True, exist_ok=True)
         fresh = json.loads(store.read_text()) if store.exists() else {}  # another process may have added rows since
         store.write_text(json.dumps(fresh | found, indent=1))
