@@ -220,7 +220,6 @@ def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | 
         return {"dice": metrics["mean_dice"], "per_class": [metrics["per_class"][n]["dice"] for n in labels.values()], "cpu_s": seconds, "mj": energy_of(model, config, volumes)}
 
     store = out / "neunet_rows.json"
-    rows: dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
     for row in which:
         config = recipe(row)
         result = train_pipeline(config, out / row, quiet=True)
@@ -244,7 +243,7 @@ def neunet_rows(quick: bool, full: bool, seed: int, out: Path, minutes: float | 
         store.parent.mkdir(parents=True, exist_ok=True)
         fresh = json.loads(store.read_text()) if store.exists() else {}  # another process may have added rows since
         store.write_text(json.dumps(fresh | found, indent=1))
-        rows = fresh | found
+    rows: dict[str, dict] = json.loads(store.read_text())  # this process's rows and any others' so far
     # The CNN's energy does not depend on its weights (every MAC counts): an untrained one prices the baseline
     # when this process trained no cnn row.
     cnn = recipe("cnn")
