@@ -25,9 +25,7 @@ st.caption(f"Results folder: `{root}` · nothing outside it is opened from what 
 
 results = ui._results(str(root))
 counts = {kind: sum(r.kind == kind for r in results) for kind in ("register", "segment", "classify", "demo")}
-cols = st.columns(4)
-for col, (kind, count) in zip(cols, counts.items()):
-    col.metric(f"{kind} results", count)
+ui.tiles([(f"{kind} results", str(count)) for kind, count in counts.items()])
 for kind, (page, title) in PAGES.items():
     if counts[kind]:
         st.page_link(page, label=f"{title} ({counts[kind]})")

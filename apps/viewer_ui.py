@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import os
 from functools import partial
 from pathlib import Path
@@ -32,7 +33,18 @@ from medsuite.viewer.views import load_canonical, plane_click_to_voxel, render_p
 from medsuite.viewer.windowing import PRESET_NAMES, window_for
 
 AXIS_NAMES = ("x voxel (patient left → right)", "y voxel (posterior → anterior)", "z voxel (inferior → superior)")
-DARK_CSS = "<style>[data-testid='stImage'] img {background:#000;}</style>"
+DARK_CSS = (
+    "<style>[data-testid='stImage'] img {background:#000;}"
+    " table.medsuite-table {border-collapse:collapse; font-size:0.875rem; margin-bottom:0.5rem;}"
+    " table.medsuite-table th, table.medsuite-table td {border:1px solid rgba(250,250,250,0.2); padding:0.25rem 0.75rem; text-align:left;}"
+    " table.medsuite-table th {color:rgba(250,250,250,0.6); font-weight:400;}"
+    " table.medsuite-table td.number {text-align:right; font-variant-numeric:tabular-nums;}"
+    " table.medsuite-table img {display:block;}"
+    " .medsuite-tiles {display:grid; grid-template-columns:repeat(auto-fill, minmax(12rem, 1fr)); gap:0.75rem 1.5rem; margin-bottom:0.75rem;}"
+    " .medsuite-tiles .label {font-size:0.875rem; color:rgba(250,250,250,0.75);}"
+    " .medsuite-tiles .value {font-size:1.9rem; line-height:1.25; white-space:nowrap; overflow:hidden; text-overflow:ellipsis;}"
+    " .medsuite-tiles .note {font-size:0.8rem; color:rgba(250,250,250,0.6);}</style>"
+)
 
 
 def setup(title: str) -> Path:
@@ -414,21 +426,36 @@ def plain(text: object) -> str:
     return str(text).translate(_MARKDOWN_SPECIALS)
 
 
+def tiles(figures: list[tuple[str, ...]]) -> None:
+    """Key figures as one row of tiles (label, value, optional note), in a single ``st.html`` element:
+    a page of ``st.metric`` columns is a dozen elements for the browser to lay out and a script chunk
+    to fetch before it settles (docs/viewer.md, first load). Text is HTML-escaped."""
+    cells = []
+    for label, value, *note in figures:
+        extra = f'<div class="note">{html.escape(note[0])}</div>' if note and note[0] else ""
+        cells.append(f'<div class="tile"><div class="label">{html.escape(label)}</div><div class="value" title="{html.escape(value)}">{html.escape(value)}</div>{extra}</div>')
+    st.html(f'<div class="medsuite-tiles">{"".join(cells)}</div>')
+
+
 def small_table(rows: list[dict[str, Any]], headers: dict[str, str], formats: dict[str, str] | None = None) -> None:
-    """A few rows as a static table: ``st.table`` is in Streamlit's main bundle, where ``st.dataframe``'s
-    data grid is a separate script the browser fetches first (~0.5 s of a page's first load, measured
-    with benchmarks/viewer_first_load.py). Cells are Markdown, so report text goes through ``plain``;
-    a ``colour`` column holds ``colour_swatch`` data URLs, drawn as the swatch; ``formats`` are format specs."""
+    """A few rows as a static HTML table. Not ``st.table``: it makes the browser fetch and parse
+    Streamlit's Arrow table scripts (~0.75 MB) before the page settles, where ``st.html``'s sanitiser
+    is loaded for the page's CSS anyway (measured with benchmarks/viewer_first_load.py, docs/viewer.md).
+    Every cell is HTML-escaped (report text shows as typed); a ``colour`` column holds ``colour_swatch``
+    data URLs, drawn as the swatch; ``formats`` are format specs; numbers are right-aligned."""
     formats = formats or {}
 
     def cell(key: str, value: Any) -> str:
         if value is None:
-            return ""
+            return "<td></td>"
         if key == "colour":
-            return f"![colour]({value})"
-        return format(value, formats[key]) if key in formats else plain(value)
+            return f'<td><img src="{html.escape(value)}" alt="colour"/></td>'
+        text = html.escape(format(value, formats[key]) if key in formats else str(value))
+        return f'<td class="number">{text}</td>' if isinstance(value, (int, float)) else f"<td>{text}</td>"
 
-    st.table([{header: cell(key, row.get(key)) for key, header in headers.items()} for row in rows], hide_index=True)
+    head = "".join(f"<th>{html.escape(header)}</th>" for header in headers.values())
+    body = "".join("<tr>" + "".join(cell(key, row.get(key)) for key in headers) + "</tr>" for row in rows)
+    st.html(f'<table class="medsuite-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 def world_matched_voxel(source: Volume, voxel: tuple[int, int, int], target: Volume) -> tuple[int, int, int]:

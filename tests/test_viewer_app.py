@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from medsuite.io import sha256_file
 from medsuite.viewer.results import RESULTS_ENV
-from tests.test_viewer_fixtures import make_cardiac, make_results
+from tests.test_viewer_fixtures import make_cardiac, make_results, tables, tile_notes, tiles
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 TIMEOUT = 60  # the default 3 s is too short on a shared CPU (first load reads volumes, imports SimpleITK)
@@ -51,7 +51,7 @@ def submit_review(at: AppTest, key: str, case: str, reviewer: str, decision: str
 
 def test_home_lists_results_and_refuses_paths_outside(open_page, results: Path) -> None:
     at = open_page("medsuite_viewer.py")
-    assert {m.label: m.value for m in at.metric} == {"register results": "1", "segment results": "1", "classify results": "1", "demo results": "1"}
+    assert tiles(at) == {"register results": "1", "segment results": "1", "classify results": "1", "demo results": "1"}
     at.text_input(key="home_typed").input("../")
     ok(at)
     assert at.error and "outside the results folder" in at.error[0].value
@@ -62,7 +62,7 @@ def test_home_lists_results_and_refuses_paths_outside(open_page, results: Path) 
 
 def test_registration_crosshair_views_and_approval(open_page, results: Path) -> None:
     at = open_page("pages/1_Registration.py")
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = tiles(at)
     assert metrics["Folding (det J ≤ 0)"] == "0.000 %" and metrics["Lesion volume"] == "0.22 ml"
     assert metrics["Fixed voxel size"] == "1.5×1×3 mm"
     assert "voxel (11, 10, 6) · world (RAS) 12.0, 0.0, 0.0 mm" in at.caption[0].value  # the bright ellipsoid's centre
@@ -81,7 +81,7 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
     at.checkbox(key="reg_labels").check()
     ok(at)
     assert [c.caption for image in at.get("image") for c in image.proto.imgs][2] == "Warped moving + warped labels"
-    assert at.table[0].value["label"].tolist() == ["1"]  # the labels' colour legend
+    assert tables(at)[0]["label"] == ["1"]  # the labels' colour legend
     assert len(captions["Lesion & inpainted"]) == 2
     # 1.5 x 1 x 3 mm voxels: the 3 mm axis is the slice axis, so the panels are the acquisition planes.
     assert at.radio(key="reg_plane").options == ["in-plane", "through-plane reformat 1", "through-plane reformat 2"]
@@ -98,11 +98,11 @@ def test_registration_crosshair_views_and_approval(open_page, results: Path) -> 
 
 def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
     at = open_page("pages/2_Mask.py")
-    table = at.table[0].value
-    assert table["name"].tolist() == ["RV", "LV"] and table["voxels"].tolist() == ["144", "288"]
-    assert table["volume (ml)"].tolist() == ["0.65", "1.30"]  # 144 and 288 voxels of 4.5 mm^3
-    assert table["in report (ml)"].tolist() == ["0.65", "1.30"]
-    assert all(cell.startswith("![colour](data:image/png;base64,") for cell in table["colour"])
+    table = tables(at)[0]
+    assert table["name"] == ["RV", "LV"] and table["voxels"] == ["144", "288"]
+    assert table["volume (ml)"] == ["0.65", "1.30"]  # 144 and 288 voxels of 4.5 mm^3
+    assert table["in report (ml)"] == ["0.65", "1.30"]
+    assert all(cell.startswith("data:image/png;base64,") for cell in table["colour"])
     at.slider(key="mask_opacity").set_value(0.8)
     at.checkbox(key="mask_outline").check()
     ok(at)
@@ -114,21 +114,22 @@ def test_mask_overlay_and_label_volumes(open_page, results: Path) -> None:
 def test_concept_intervention_changes_the_prediction(open_page, results: Path) -> None:
     pytest.importorskip("medsuite.concepts.explain")
     at = open_page("pages/3_Concept.py")
-    assert at.metric[0].value == "melanoma" and not [s for s in at.selectbox if s.key.startswith("concept_set")]  # the interventions are drawn when asked for
+    assert tiles(at)["Predicted class"] == "melanoma" and not [s for s in at.selectbox if s.key.startswith("concept_set")]  # the interventions are drawn when asked for
     at.toggle(key="concept_intervene_eye1").set_value(True)
     ok(at)
     at.selectbox(key="concept_set_eye1_0").set_value("absent")  # US:acoustic hollowing -> absent score -2
     ok(at)
-    assert at.metric[0].value == "melanoma"  # nothing changes before Apply
+    assert tiles(at)["Predicted class"] == "melanoma"  # nothing changes before Apply
     at.selectbox(key="concept_set_eye1_0").set_value("absent")
     next(b for b in at.button if b.label == "Apply").click()
     ok(at)
     # logits: melanoma 0.9*-2 + 0.2*0.5 + 0.1*0.5 = -1.65; haemangioma -0.2 + 0.15 + 0.4 + 0.2 = 0.55
-    assert at.metric[0].value == "haemangioma" and at.metric[1].value == "0.900"
+    assert tiles(at)["Predicted class"] == "haemangioma" and tiles(at)["P(haemangioma)"] == "0.900"
+    assert tile_notes(at)["Predicted class"] == "was melanoma"
     at.selectbox(key="concept_set_eye1_0").set_value("as the model says")
     next(b for b in at.button if b.label == "Apply").click()
     ok(at)
-    assert at.metric[0].value == "melanoma"
+    assert tiles(at)["Predicted class"] == "melanoma"
     assert not at.dataframe
     at.toggle(key="concept_table").set_value(True)
     ok(at)
@@ -170,7 +171,7 @@ def test_mask_page_shows_doubtful_cases_first_with_cardiac_function_and_dicom_se
     at, _ = cardiac_page
     assert at.selectbox(key="mask_case").options == ["⚠ patient01_ES", "patient01_ED"]  # uncertainty 0.31 > 0.2
     assert "Flagged for careful review: uncertainty 0.31 > 0.2" in at.warning[0].value.replace("\\", "")  # shown escaped, as text
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = tiles(at)
     assert metrics["LV ejection fraction"] == "60.0 %" and metrics["LV myocardial mass"] == "110.3 g" and metrics["RV end-systolic volume"] == "75.5 ml"
     # The crosshair starts at the centre of the mask (labels span i 8..17, j 8..11, k 3..8; i flips in canonical order).
     assert "voxel (10, 9, 5) ·" in crosshair(at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,71 @@ SHAPE = (24, 20, 12)
 AFFINE = np.array([[-1.5, 0, 0, 30.0], [0, 1.0, 0, -10.0], [0, 0, 3.0, -18.0], [0, 0, 0, 1]])
 CLASSES = ["melanoma", "haemangioma"]
 CONCEPT_NAMES = ["US:acoustic hollowing", "US:dome shape", "FUNDUS:orange pigment"]
+
+
+class _Page(HTMLParser):
+    """What a browser would show of the viewer's ``st.html`` tables and tiles: cell texts (entities
+    decoded), each swatch as its ``src``, and every tag with its attributes (for the security tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.tiles: list[list[str]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self._cell: list[str] | None = None
+        self._tile_part: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img" and self._cell is not None:
+            self._cell.append(dict(attrs).get("src") or "")
+        elif "tile" in classes:
+            self.tiles.append([])
+        elif self.tiles and classes and classes[0] in ("label", "value", "note"):
+            self._tile_part = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "div" and self._tile_part is not None:
+            self.tiles[-1].append("".join(self._tile_part))
+            self._tile_part = None
+
+    def handle_data(self, data: str) -> None:
+        for part in (self._cell, self._tile_part):
+            if part is not None:
+                part.append(data)
+
+
+def read_html(body: str) -> _Page:
+    page = _Page()
+    page.feed(body)
+    return page
+
+
+def tables(at) -> list[dict[str, list[str]]]:
+    """The page's ``small_table`` tables as {header: column of cell texts}."""
+    found = []
+    for element in at.get("html"):
+        if element.proto.body.startswith('<table class="medsuite-table"'):
+            header, *rows = read_html(element.proto.body).rows
+            found.append({name: [row[k] for row in rows] for k, name in enumerate(header)})
+    return found
+
+
+def tiles(at) -> dict[str, str]:
+    """The page's key-figure tiles as {label: value}."""
+    return {tile[0]: tile[1] for element in at.get("html") for tile in read_html(element.proto.body).tiles}
+
+
+def tile_notes(at) -> dict[str, str]:
+    return {tile[0]: tile[2] for element in at.get("html") for tile in read_html(element.proto.body).tiles if len(tile) > 2}
 
 
 def phantom(shape: tuple[int, int, int] = SHAPE, shift: float = 0.0) -> np.ndarray:

@@ -46,11 +46,14 @@ m_level, m_width = ui.window(moving_path, preset)
 ddf_path = ui.result_file(result, outputs.get("ddf"))
 jacobian, folding = ui.jacobian_of(result, ddf_path) if ddf_path and ddf_path.is_file() else (None, None)
 
-cols = st.columns(4)
-cols[0].metric("Folding (det J ≤ 0)", f"{folding:.3f} %" if folding is not None else "n/a")
-cols[1].metric("Lesion volume", f"{report['lesion_volume_ml']:.2f} ml" if report.get("lesion_volume_ml") is not None else "n/a")
-cols[2].metric("Registration time", f"{report['seconds']:.1f} s" if report.get("seconds") is not None else "n/a")
-cols[3].metric("Fixed voxel size", "×".join(f"{s:.3g}" for s in fixed.spacing) + " mm")
+ui.tiles(
+    [
+        ("Folding (det J ≤ 0)", f"{folding:.3f} %" if folding is not None else "n/a"),
+        ("Lesion volume", f"{report['lesion_volume_ml']:.2f} ml" if report.get("lesion_volume_ml") is not None else "n/a"),
+        ("Registration time", f"{report['seconds']:.1f} s" if report.get("seconds") is not None else "n/a"),
+        ("Fixed voxel size", "×".join(f"{s:.3g}" for s in fixed.spacing) + " mm"),
+    ]
+)
 
 panels = panels_for(fixed.spacing)
 voxel = ui.crosshair_controls("reg", fixed, start=ui.start_voxel(fixed_path), showing=str(result.path))

@@ -58,10 +58,7 @@ if doubtful:
 function = cardiac_function(report, case, entry)
 if function:
     st.subheader(f"Cardiac function · patient {ui.plain(function['patient'])}")
-    figures = [(label, f"{function['figures'][key]:.1f} {unit}") for key, label, unit in CARDIAC_FIGURES if key in function["figures"]]
-    for start in range(0, len(figures), 5):
-        for col, (label, value) in zip(st.columns(5), figures[start : start + 5]):
-            col.metric(label, value)
+    ui.tiles([(label, f"{function['figures'][key]:.1f} {unit}") for key, label, unit in CARDIAC_FIGURES if key in function["figures"]])
     st.caption("As computed by `medsuite segment` from the ED and ES masks of this patient (not re-measured by the viewer).")
 
 preset = ui.window_controls("mask")

@@ -79,10 +79,13 @@ if corrections:
         st.error(exc.line())
 
 winner = shown["predicted_class"]
-cols = st.columns(3)
-cols[0].metric("Predicted class", winner, delta=None if winner == prediction["predicted_class"] else f"was {prediction['predicted_class']}", delta_color="off")
-cols[1].metric(f"P({winner})", f"{shown['probabilities'][winner]:.3f}", delta=f"{shown['probabilities'][winner] - prediction['probabilities'][winner]:+.3f}" if corrections else None)
-cols[2].metric("Modalities used", ", ".join(shown.get("modalities_used", [])) or "n/a")
+ui.tiles(
+    [
+        ("Predicted class", winner, "" if winner == prediction["predicted_class"] else f"was {prediction['predicted_class']}"),
+        (f"P({winner})", f"{shown['probabilities'][winner]:.3f}", f"{shown['probabilities'][winner] - prediction['probabilities'][winner]:+.3f} after your intervention" if corrections else ""),
+        ("Modalities used", ", ".join(shown.get("modalities_used", [])) or "n/a"),
+    ]
+)
 if corrections:
     st.info("After your intervention: " + "; ".join(f"{name} → {value}" for name, value in corrections.items()))
 
