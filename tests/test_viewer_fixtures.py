@@ -78,13 +78,18 @@ def tables(at) -> list[dict[str, list[str]]]:
     return found
 
 
+def _tiles(at) -> list[list[str]]:
+    return [tile for element in at.get("html") for tile in read_html(element.proto.body).tiles]
+
+
 def tiles(at) -> dict[str, str]:
     """The page's key-figure tiles as {label: value}."""
-    return {tile[0]: tile[1] for element in at.get("html") for tile in read_html(element.proto.body).tiles}
+    return {tile[0]: tile[1] for tile in _tiles(at)}
 
 
 def tile_notes(at) -> dict[str, str]:
-    return {tile[0]: tile[2] for element in at.get("html") for tile in read_html(element.proto.body).tiles if len(tile) > 2}
+    """{label: note} of the tiles that carry a note."""
+    return {tile[0]: tile[2] for tile in _tiles(at) if len(tile) > 2}
 
 
 def phantom(shape: tuple[int, int, int] = SHAPE, shift: float = 0.0) -> np.ndarray:
